@@ -1,0 +1,90 @@
+"""Applications registry and app proxy service."""
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+from .settings import load_settings
+
+MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
+
+
+def create_app(env=None):
+    """Build the WSGI app from environment variables (or the `env` mapping, in tests)."""
+    settings = load_settings(env)
+    app = Flask(__name__, static_folder=None, instance_path=str(Path(MIGRATIONS_DIR).parent / "instance"))
+    app.config.update(_flask_config(settings))
+    app.config["SETTINGS"] = settings
+    app.json.sort_keys = False
+    _configure_logging(settings)
+
+    from .docs import assets as docs_assets
+    from .errors import register_error_handlers
+    from .extensions import api, db, install_sqlite_pragmas, migrate
+
+    if settings.database_url.startswith("sqlite"):
+        Path(app.instance_path).mkdir(exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR)
+    with app.app_context():
+        install_sqlite_pragmas(db.engine)
+    api.init_app(app)
+    register_error_handlers(app)
+
+    from .applications.views import blp as applications_blp
+    from .auth.cli import commands as auth_commands
+    from .health.views import blp as health_blp
+
+    api.register_blueprint(applications_blp)
+    api.register_blueprint(health_blp)
+    app.register_blueprint(docs_assets)
+    app.register_blueprint(auth_commands)
+    return app
+
+
+def _flask_config(settings):
+    from .docs import SWAGGER_UI_ASSETS_URL
+    from .extensions import engine_options
+
+    return {
+        "SQLALCHEMY_DATABASE_URI": settings.database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(settings),
+        "MAX_BODY_BYTES": settings.max_body_bytes,
+        "API_TITLE": "Applications",
+        "API_VERSION": "1",
+        "OPENAPI_VERSION": "3.0.3",  # Swagger UI 4 (swagger-ui-bundle) reads 3.0
+        "OPENAPI_URL_PREFIX": "/api/v1",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "/docs/",
+        "OPENAPI_SWAGGER_UI_URL": SWAGGER_UI_ASSETS_URL,
+        "API_SPEC_OPTIONS": {
+            "info": {
+                "description": "Register the applications that plug into the platform, "
+                "and reach their backends through app_proxy.",
+            },
+            "components": {
+                "securitySchemes": {
+                    "Token": {
+                        "type": "apiKey",
+                        "in": "header",
+                        "name": "Authorization",
+                        "description": "`Token <key>` (the bare key is accepted too). "
+                        "Create one with `flask --app wsgi create-token USERNAME [--staff]`.",
+                    }
+                }
+            },
+            "security": [{"Token": []}],
+        },
+    }
+
+
+def _configure_logging(settings):
+    logger = logging.getLogger(__name__)
+    logger.setLevel(settings.log_level)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        logger.addHandler(handler)

@@ -1,0 +1,1 @@
+"""The Applications registry: model, schemas, filters, service and views."""

@@ -1,0 +1,52 @@
+from ..db_types import JSONDocument, UTCDateTime, utcnow
+from ..extensions import db
+
+APPLICATION_TYPES = (
+    "oms",
+    "instore",
+    "commerce",
+    "zero",
+    "live-commerce",
+    "live-commerce-landing-page",
+    "omnitron-frontend",
+    "sales-channel",
+    "bi-tool",
+    "integrator",
+    "ui-protocol",
+    "invoicer",
+    "extension",
+    "seller_center_be",
+    "seller_center_fe",
+    "cargo_extension",
+    "b2b_extension",
+    "integration",
+)
+NAME_MAX_LENGTH = 100
+RELATED_ID_MAX_LENGTH = 255
+
+
+class Application(db.Model):
+    __tablename__ = "applications"
+
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(NAME_MAX_LENGTH), nullable=False, index=True)
+    application_type = db.Column(db.String(32), nullable=False, index=True)
+    config = db.Column(JSONDocument, nullable=True)
+    is_active = db.Column(db.Boolean, nullable=False, default=True, index=True)
+    remote_object_id = db.Column(db.BigInteger, nullable=True)
+    created_by = db.Column(
+        db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    is_visible = db.Column(db.Boolean, nullable=False, default=False)
+    is_proxy_available = db.Column(db.Boolean, nullable=False, default=False)
+    related_application_id = db.Column(db.String(RELATED_ID_MAX_LENGTH), nullable=True)
+    created_date = db.Column(UTCDateTime, nullable=False, default=utcnow, index=True)
+    modified_date = db.Column(
+        UTCDateTime, nullable=False, default=utcnow, index=True
+    )
+
+    __table_args__ = (
+        # related_application_id__iexact compares lower-cased values.
+        db.Index("ix_applications_related_application_id_lower",
+                 db.func.lower(related_application_id)),
+    )

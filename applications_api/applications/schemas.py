@@ -1,0 +1,190 @@
+"""Request bodies, the response body and the list's query arguments."""
+
+import math
+from urllib.parse import urlsplit
+
+import marshmallow as ma
+from marshmallow import validate
+
+from .models import APPLICATION_TYPES, NAME_MAX_LENGTH, RELATED_ID_MAX_LENGTH
+
+READ_ONLY_FIELDS = ("id", "created_by", "created_date", "modified_date")
+SORT_KEYS = ("id", "name", "created_date", "modified_date")
+CONFIG_MAX_DEPTH = 32
+INT64 = validate.Range(min=-(2**63), max=2**63 - 1)
+
+
+class Text(ma.fields.String):
+    """A string PostgreSQL can store: no NUL characters."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in value:
+            raise ma.ValidationError("Must not contain NUL characters.")
+        return value
+
+
+def not_blank(value):
+    if not value.strip():
+        raise ma.ValidationError("Must not be blank.")
+
+
+def _check_json_values(value, depth=0):
+    """Reject what a JSON column cannot round-trip: NUL, NaN/Infinity, deep nesting."""
+    if depth > CONFIG_MAX_DEPTH:
+        raise ma.ValidationError(f"Must not be nested deeper than {CONFIG_MAX_DEPTH} levels.")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ma.ValidationError("Must not contain NUL characters.")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ma.ValidationError("Numbers must be finite.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json_values(key, depth + 1)
+            _check_json_values(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_values(item, depth + 1)
+
+
+def is_web_url(value):
+    """An absolute http(s) URL with a host."""
+    if not isinstance(value, str) or any(ch.isspace() or ord(ch) < 32 for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+class Config(ma.fields.Dict):
+    """The free-form `config` object; `web_url`, when present, must be a web URL."""
+
+    def __init__(self, *, removals_allowed=False, **kwargs):
+        super().__init__(keys=ma.fields.String(), allow_none=True, **kwargs)
+        self.removals_allowed = removals_allowed
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        _check_json_values(value)
+        if "web_url" in value:
+            web_url = value["web_url"]
+            # In a merge patch, null removes the key.
+            if not (web_url is None and self.removals_allowed) and not is_web_url(web_url):
+                raise ma.ValidationError(
+                    {"web_url": ["Must be an absolute http or https URL with a host."]}
+                )
+        return value
+
+
+class ApplicationFieldsSchema(ma.Schema):
+    """Every writable field, all optional; subclasses name the required ones."""
+
+    REQUIRED = ()
+
+    name = Text(
+        validate=[validate.Length(min=1, max=NAME_MAX_LENGTH), not_blank],
+        metadata={"example": "Shop front"},
+    )
+    application_type = ma.fields.String(
+        validate=validate.OneOf(APPLICATION_TYPES),
+        metadata={"example": "extension"},
+    )
+    config = Config(
+        metadata={
+            "description": "Free-form object. `web_url`, when present, must be an absolute "
+            "http(s) URL with a host. `visible_type` is stored as \"empty\" when absent.",
+            "example": {"web_url": "https://extension.example.com/", "visible_type": "empty"},
+        }
+    )
+    is_active = ma.fields.Boolean()
+    remote_object_id = ma.fields.Integer(strict=True, allow_none=True, validate=INT64)
+    is_visible = ma.fields.Boolean()
+    is_proxy_available = ma.fields.Boolean()
+    related_application_id = Text(
+        allow_none=True, validate=validate.Length(max=RELATED_ID_MAX_LENGTH)
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.REQUIRED:
+            self.fields[name].required = True
+
+    @ma.pre_load
+    def drop_read_only_fields(self, data, **kwargs):
+        # The reference page's own examples send these back; accept and ignore them.
+        if isinstance(data, dict):
+            data = {key: value for key, value in data.items() if key not in READ_ONLY_FIELDS}
+        return data
+
+
+class ApplicationCreateSchema(ApplicationFieldsSchema):
+    """POST body."""
+
+    REQUIRED = ("name", "application_type")
+
+
+class ApplicationReplaceSchema(ApplicationFieldsSchema):
+    """PUT body: optional fields left out keep their stored value."""
+
+    REQUIRED = ("name", "application_type", "is_active", "is_visible", "is_proxy_available")
+
+
+class ApplicationPatchSchema(ApplicationFieldsSchema):
+    """PATCH body: every field optional; `config` is an RFC 7396 merge patch."""
+
+    config = Config(
+        removals_allowed=True,
+        metadata={
+            "description": "Merged into the stored config as an RFC 7396 JSON Merge Patch: "
+            "keys set to null are removed, nested objects are merged.",
+            "example": {"visible_type": "full_page"},
+        },
+    )
+
+
+class ApplicationSchema(ma.Schema):
+    """An application as the API returns it."""
+
+    id = ma.fields.Integer(required=True)
+    name = ma.fields.String(required=True)
+    application_type = ma.fields.String(required=True, validate=validate.OneOf(APPLICATION_TYPES))
+    config = ma.fields.Dict(required=True, allow_none=True)
+    is_active = ma.fields.Boolean(required=True)
+    remote_object_id = ma.fields.Integer(required=True, allow_none=True)
+    created_by = ma.fields.Integer(required=True, allow_none=True)
+    is_visible = ma.fields.Boolean(required=True)
+    is_proxy_available = ma.fields.Boolean(required=True)
+    related_application_id = ma.fields.String(required=True, allow_none=True)
+    created_date = ma.fields.DateTime(required=True)
+    modified_date = ma.fields.DateTime(required=True)
+
+
+class ApplicationListArgsSchema(ma.Schema):
+    """Filters and sort of the list; `page` and `limit` are the pagination's."""
+
+    class Meta:
+        unknown = ma.EXCLUDE  # unknown query parameters are ignored
+
+    name = Text(metadata={"description": "Exact name."})
+    application_type = ma.fields.String(
+        validate=validate.OneOf(APPLICATION_TYPES), metadata={"description": "Exact type."}
+    )
+    is_active = ma.fields.Boolean(
+        truthy={"true", "True", "1"},
+        falsy={"false", "False", "0"},
+        metadata={"description": "true/false (also True/False/1/0)."},
+    )
+    name__contains = Text(metadata={"description": "Case-sensitive substring of the name."})
+    name__icontains = Text(metadata={"description": "Case-insensitive substring of the name."})
+    related_application_id__iexact = Text(
+        metadata={"description": "related_application_id, compared case-insensitively."}
+    )
+    sort = ma.fields.String(
+        load_default="id",
+        validate=validate.OneOf(SORT_KEYS + tuple(f"-{key}" for key in SORT_KEYS)),
+        metadata={"description": "Sort key, `-` prefix for descending. Default `id`."},
+    )

@@ -1,0 +1,94 @@
+from flask import current_app, g, request, url_for
+from flask.views import MethodView
+
+from ..auth.authentication import require_staff_for_writes, require_token
+from ..extensions import Blueprint, db
+from . import service
+from .filters import page_statements
+from .schemas import (
+    ApplicationCreateSchema,
+    ApplicationListArgsSchema,
+    ApplicationPatchSchema,
+    ApplicationReplaceSchema,
+    ApplicationSchema,
+)
+
+blp = Blueprint(
+    "applications",
+    __name__,
+    url_prefix="/api/v1/applications",
+    description="Register, list, filter, update and soft-delete applications.",
+)
+blp.before_request(require_token)
+blp.before_request(require_staff_for_writes)
+
+
+@blp.before_request
+def limit_body_size():
+    request.max_content_length = current_app.config["MAX_BODY_BYTES"]
+
+
+@blp.route("/")
+class Applications(MethodView):
+    @blp.arguments(ApplicationListArgsSchema, location="query")
+    @blp.response(200, ApplicationSchema(many=True))
+    @blp.paginate()
+    @blp.documents_errors(401, 503)
+    def get(self, args, pagination_parameters):
+        """List applications
+
+        Filters combine with AND. The body is a bare array; pagination metadata is in
+        the `X-Pagination` and `Link` headers. A page past the end is an empty array.
+        """
+        count, rows = page_statements(
+            args, pagination_parameters.page, pagination_parameters.page_size
+        )
+        pagination_parameters.item_count = db.session.scalar(count)
+        return db.session.scalars(rows).all()
+
+    @blp.arguments(ApplicationCreateSchema)
+    @blp.response(201, ApplicationSchema, headers={
+        "Location": {"description": "URL of the new application", "schema": {"type": "string"}}
+    })
+    @blp.documents_errors(401, 403, 413, 503)
+    def post(self, data):
+        """Create an application (staff only)"""
+        application = service.create_application(data, created_by=g.user.id)
+        location = url_for(".Application", app_id=application.id)
+        return application, {"Location": location}
+
+
+@blp.route("/<int:app_id>/")
+class Application(MethodView):
+    @blp.response(200, ApplicationSchema)
+    @blp.documents_errors(401, 404, 503)
+    def get(self, app_id):
+        """Retrieve an application (soft-deleted ones too, with is_active false)"""
+        return service.get_or_404(app_id)
+
+    @blp.arguments(ApplicationReplaceSchema)
+    @blp.response(200, ApplicationSchema)
+    @blp.documents_errors(401, 403, 404, 413, 503)
+    def put(self, data, app_id):
+        """Replace an application (staff only)
+
+        Optional fields left out keep their stored value; a given `config` replaces the
+        stored one.
+        """
+        return service.update_application(app_id, data, merge_config=False)
+
+    @blp.arguments(ApplicationPatchSchema)
+    @blp.response(200, ApplicationSchema)
+    @blp.documents_errors(401, 403, 404, 413, 503)
+    def patch(self, data, app_id):
+        """Update some fields of an application (staff only)
+
+        `config` is merged into the stored one as an RFC 7396 JSON Merge Patch.
+        """
+        return service.update_application(app_id, data, merge_config=True)
+
+    @blp.response(204)
+    @blp.documents_errors(401, 403, 404, 503)
+    def delete(self, app_id):
+        """Soft-delete an application (staff only): sets is_active to false"""
+        service.soft_delete_application(app_id)

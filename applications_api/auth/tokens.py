@@ -1,0 +1,31 @@
+"""API keys: random, shown once, stored only as a digest.
+
+Keys carry 192 random bits, so a fast SHA-256 digest is enough: there is nothing to
+brute-force the way there is with a password, and lookups stay a single indexed query.
+"""
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+
+from ..extensions import db
+from .models import Token, User
+
+
+def key_digest(key):
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def issue_token(username, *, staff=False):
+    """Create the user when missing, give it a new key, and return the key."""
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        user = User(username=username, is_staff=staff)
+        db.session.add(user)
+    elif staff:
+        user.is_staff = True
+    key = secrets.token_hex(24)
+    db.session.add(Token(key_digest=key_digest(key), user=user))
+    db.session.commit()
+    return key

@@ -1,0 +1,37 @@
+"""Column types shared by the models."""
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, DateTime, TypeDecorator
+from sqlalchemy.dialects.postgresql import JSONB
+
+
+def utcnow():
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every database.
+
+    SQLite has no time zones and hands back naive values; this makes both
+    databases return aware UTC datetimes, so the API always prints an offset.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            value = value.astimezone(timezone.utc)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+# jsonb on PostgreSQL (compact, comparable); plain JSON text elsewhere.
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")

@@ -1,0 +1,210 @@
+"""Flask extensions and the project-wide API behaviour built on flask-smorest.
+
+The Api, Blueprint and parser subclasses here are the single place that decides how
+every endpoint parses arguments (400, not 422), paginates (page/limit) and reports errors.
+"""
+
+import http
+import json
+from copy import deepcopy
+from functools import wraps
+from urllib.parse import urlencode
+
+import marshmallow as ma
+from flask import current_app, request
+from flask_migrate import Migrate
+from flask_smorest import Api as BaseApi
+from flask_smorest import Blueprint as BaseBlueprint
+from flask_smorest.pagination import PaginationParameters
+from flask_smorest.utils import unpack_tuple_response
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import event
+from flask_smorest import abort
+from marshmallow import missing
+from webargs.flaskparser import FlaskParser, is_json_request
+
+from .errors import ErrorSchema, error_payload
+
+db = SQLAlchemy()
+migrate = Migrate()
+
+
+class Parser(FlaskParser):
+    """Validation failures are 400 Bad Request, as the contract says."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req):
+        if not is_json_request(req):
+            if req.content_length or req.headers.get("Transfer-Encoding"):
+                abort(415, message="Send the request body as application/json.")
+            return missing
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            abort(400, errors={"json": ["Invalid JSON body: nested too deeply."]})
+
+
+class Api(BaseApi):
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error):
+        # flask-smorest builds a fresh response: keep the headers the exception
+        # carries (Allow on 405, WWW-Authenticate on 401).
+        headers = {
+            key: value
+            for key, value in error.get_headers()
+            if key.lower() not in ("content-type", "content-length")
+        }
+        data = getattr(error, "data", None) or {}
+        headers.update(data.get("headers") or {})
+        errors = data.get("errors") or data.get("messages")
+        message = data.get("message") or (
+            "The request is invalid: see errors." if errors else error.description
+        )
+        payload = error_payload(error.code, message, errors)
+        return payload, error.code, headers
+
+
+class PageLimitSchema(ma.Schema):
+    """The list's pagination arguments: `page` and `limit`."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    page = ma.fields.Integer(
+        load_default=1,
+        validate=ma.validate.Range(min=1, max=2**31 - 1),
+        metadata={"description": "Page number, from 1."},
+    )
+    page_size = ma.fields.Integer(
+        data_key="limit",
+        load_default=10,
+        validate=ma.validate.Range(min=1, max=1000),
+        metadata={"description": "Items per page, 1 to 1000."},
+    )
+
+    @ma.post_load
+    def make_paginator(self, data, **kwargs):
+        return PaginationParameters(**data)
+
+
+class Blueprint(BaseBlueprint):
+    ARGUMENTS_PARSER = Parser()
+    PAGINATION_ARGUMENTS_PARSER = Parser()
+
+    def paginate(self, pager=None, **kwargs):
+        """Pagination in the view, with `page`/`limit` arguments.
+
+        flask-smorest hard-wires `page_size`; this keeps its metadata header and
+        documentation and only swaps the arguments schema (flask-smorest issue #327).
+        """
+        if pager is not None or kwargs:
+            raise TypeError("this API paginates in the view with page/limit only")
+
+        def decorator(func):
+            @wraps(func)
+            def wrapper(*args, **kw):
+                page_params = self.PAGINATION_ARGUMENTS_PARSER.parse(
+                    PageLimitSchema, request, location="query"
+                )
+                kw["pagination_parameters"] = page_params
+                result, status, headers = unpack_tuple_response(
+                    current_app.ensure_sync(func)(*args, **kw)
+                )
+                result, headers = self._set_pagination_metadata(
+                    page_params, result, headers
+                )
+                return result, status, headers
+
+            wrapper._apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))
+            wrapper._apidoc["pagination"] = {
+                "parameters": {"in": "query", "schema": PageLimitSchema},
+                "response": {400: http.HTTPStatus(400).name},
+            }
+            return wrapper
+
+        return decorator
+
+    def documents_errors(self, *codes):
+        """Document error responses (the shared error body) on an operation."""
+
+        def decorator(func):
+            for code in codes:
+                func = self.alt_response(code, response=http.HTTPStatus(code).name)(func)
+            return func
+
+        return decorator
+
+    def _set_pagination_metadata(self, page_params, result, headers):
+        headers = dict(headers or {})
+        metadata = self._make_pagination_metadata(
+            page_params.page, page_params.page_size, page_params.item_count
+        )
+        headers[self.PAGINATION_HEADER_NAME] = json.dumps(metadata)
+        links = {
+            "first": metadata.get("first_page"),
+            "prev": metadata.get("previous_page"),
+            "next": metadata.get("next_page"),
+            "last": metadata.get("last_page"),
+        }
+        link_values = [
+            f'<{_page_url(number)}>; rel="{rel}"'
+            for rel, number in links.items()
+            if number is not None
+        ]
+        if link_values:
+            headers["Link"] = ", ".join(link_values)
+        return result, headers
+
+    def _document_pagination_metadata(self, spec, resp_doc):
+        super()._document_pagination_metadata(spec, resp_doc)
+        resp_doc["headers"]["Link"] = {
+            "description": "RFC 8288 links to the first, prev, next and last pages.",
+            "schema": {"type": "string"},
+        }
+
+
+def _page_url(number):
+    """This request's path and query with `page` set to `number`."""
+    args = [(key, value) for key, value in request.args.items(multi=True) if key != "page"]
+    args.append(("page", str(number)))
+    return f"{request.path}?{urlencode(args)}"
+
+
+api = Api()
+
+
+def engine_options(settings):
+    """SQLAlchemy engine options: bounded waits so a lost database is a fast 503."""
+    options = {"pool_pre_ping": True}
+    if settings.database_url.startswith("sqlite"):
+        options["connect_args"] = {"timeout": settings.database_connect_timeout}
+    else:
+        statement_ms = int(settings.database_statement_timeout * 1000)
+        options["connect_args"] = {
+            "connect_timeout": max(1, round(settings.database_connect_timeout)),
+            "options": f"-c statement_timeout={statement_ms} "
+            f"-c lock_timeout={statement_ms}",
+            # Notice a peer that vanished without closing the connection.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 2,
+            "tcp_user_timeout": int(settings.database_connect_timeout * 1000),
+        }
+        options["pool_timeout"] = settings.database_connect_timeout
+    return options
+
+
+def install_sqlite_pragmas(engine):
+    """Make LIKE case-sensitive on SQLite so name__contains matches the contract."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA case_sensitive_like = ON")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()

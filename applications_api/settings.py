@@ -1,0 +1,104 @@
+"""Every environment variable the service reads, parsed and validated in one place.
+
+An invalid value raises SettingsError with one line naming the variable, so start-up
+stops with a message an operator can act on.
+"""
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+DEFAULT_DATABASE_URL = f"sqlite:///{INSTANCE_DIR / 'applications.db'}"
+DEFAULT_DENIED_NETWORKS = "169.254.0.0/16,fe80::/10"
+
+
+class SettingsError(ValueError):
+    """A setting holds a value the service cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    database_connect_timeout: float
+    database_statement_timeout: float
+    max_body_bytes: int
+    proxy_connect_timeout: float
+    proxy_read_timeout: float
+    proxy_signing_key: str
+    proxy_denied_networks: tuple
+    log_level: str
+
+
+def _number(env, name, default, *, cast=float, minimum=0, allow_zero=False):
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: {raw!r} is not a number") from None
+    if value < minimum or (value == minimum and not allow_zero):
+        raise SettingsError(f"{name}: must be greater than {minimum}, got {raw!r}")
+    return value
+
+
+def _database_url(env):
+    raw = env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    # Hosting platforms hand out postgres:// and postgresql:// URLs; this service
+    # talks to PostgreSQL through psycopg 3.
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            raw = "postgresql+psycopg://" + raw[len(prefix):]
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise SettingsError(f"DATABASE_URL: {raw!r} is not a database URL") from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise SettingsError(
+            f"DATABASE_URL: unsupported database {url.get_backend_name()!r} "
+            "(use sqlite:/// or postgresql://)"
+        )
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
+        raise SettingsError("DATABASE_URL: use postgresql:// or postgresql+psycopg://")
+    return raw
+
+
+def _networks(env):
+    raw = env.get("APP_PROXY_DENIED_NETWORKS")
+    if raw is None:
+        raw = DEFAULT_DENIED_NETWORKS
+    networks = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise SettingsError(
+                f"APP_PROXY_DENIED_NETWORKS: {part!r} is not a CIDR network"
+            ) from None
+    return tuple(networks)
+
+
+def load_settings(env=None):
+    """Build Settings from a mapping of environment variables (os.environ by default)."""
+    env = os.environ if env is None else env
+    log_level = env.get("LOG_LEVEL", "INFO").strip().upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError(f"LOG_LEVEL: {log_level!r} is not a log level")
+    return Settings(
+        database_url=_database_url(env),
+        database_connect_timeout=_number(env, "DATABASE_CONNECT_TIMEOUT", 3.0),
+        database_statement_timeout=_number(env, "DATABASE_STATEMENT_TIMEOUT", 5.0),
+        max_body_bytes=_number(env, "MAX_BODY_BYTES", 1024 * 1024, cast=int),
+        proxy_connect_timeout=_number(env, "APP_PROXY_CONNECT_TIMEOUT", 5.0),
+        proxy_read_timeout=_number(env, "APP_PROXY_READ_TIMEOUT", 30.0),
+        proxy_signing_key=env.get("APP_PROXY_SIGNING_KEY", ""),
+        proxy_denied_networks=_networks(env),
+        log_level=log_level,
+    )
