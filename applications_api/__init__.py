@@ -21,7 +21,7 @@ def create_app(env=None):
 
     from .docs import assets as docs_assets
     from .errors import register_error_handlers
-    from .extensions import api, db, install_sqlite_pragmas, migrate
+    from .extensions import Api, db, install_sqlite_pragmas, migrate
 
     if settings.database_url.startswith("sqlite"):
         Path(app.instance_path).mkdir(exist_ok=True)
@@ -29,7 +29,7 @@ def create_app(env=None):
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)
     with app.app_context():
         install_sqlite_pragmas(db.engine)
-    api.init_app(app)
+    api = Api(app)
     register_error_handlers(app)
 
     from .applications.views import blp as applications_blp

@@ -172,9 +172,6 @@ def _page_url(number):
     return f"{request.path}?{urlencode(args)}"
 
 
-api = Api()
-
-
 def engine_options(settings):
     """SQLAlchemy engine options: bounded waits so a lost database is a fast 503."""
     options = {"pool_pre_ping": True}

@@ -1,0 +1,134 @@
+"""Every field rule of the contract: the bad value is a 400 naming the field, and
+nothing is written."""
+
+import pytest
+
+URL = "/api/v1/applications/"
+VALID = {"name": "Shop front", "application_type": "extension"}
+FULL_PUT = {**VALID, "is_active": True, "is_visible": False, "is_proxy_available": False}
+
+BAD_FIELDS = [
+    ({"name": ""}, "name"),
+    ({"name": "   "}, "name"),
+    ({"name": "x" * 101}, "name"),
+    ({"name": None}, "name"),
+    ({"name": 12}, "name"),
+    ({"name": "a\x00b"}, "name"),
+    ({"application_type": "nope"}, "application_type"),
+    ({"application_type": "EXTENSION"}, "application_type"),
+    ({"application_type": None}, "application_type"),
+    ({"config": "not an object"}, "config"),
+    ({"config": [1, 2]}, "config"),
+    ({"config": {"web_url": "ftp://files.example.com/"}}, "config"),
+    ({"config": {"web_url": "/relative/path"}}, "config"),
+    ({"config": {"web_url": "https://"}}, "config"),
+    ({"config": {"web_url": "http://exa mple.com/"}}, "config"),
+    ({"config": {"web_url": "http://example.com:99999/"}}, "config"),
+    ({"config": {"web_url": 42}}, "config"),
+    ({"config": {"text": "nul\x00"}}, "config"),
+    ({"is_active": "perhaps"}, "is_active"),
+    ({"is_active": None}, "is_active"),
+    ({"is_visible": []}, "is_visible"),
+    ({"is_proxy_available": {}}, "is_proxy_available"),
+    ({"remote_object_id": 2**63}, "remote_object_id"),
+    ({"remote_object_id": -(2**63) - 1}, "remote_object_id"),
+    ({"remote_object_id": "12"}, "remote_object_id"),
+    ({"remote_object_id": 1.5}, "remote_object_id"),
+    ({"related_application_id": "r" * 256}, "related_application_id"),
+    ({"related_application_id": 7}, "related_application_id"),
+    ({"nmae": "typo"}, "nmae"),
+]
+
+
+def assert_names(response, field):
+    assert response.status_code == 400, response.json
+    assert response.json["code"] == 400
+    assert response.json["status"] == "Bad Request"
+    assert field in response.json["errors"]["json"], response.json
+
+
+def count(client, staff):
+    return len(client.get(URL, query_string={"limit": 1000}, headers=staff).json)
+
+
+@pytest.mark.parametrize("change, field", BAD_FIELDS)
+def test_create_rejects(client, staff, change, field):
+    assert_names(client.post(URL, json={**VALID, **change}, headers=staff), field)
+    assert count(client, staff) == 0
+
+
+@pytest.mark.parametrize("change, field", BAD_FIELDS)
+def test_put_rejects(create, client, staff, change, field):
+    created = create()
+    response = client.put(f"{URL}{created['id']}/", json={**FULL_PUT, **change}, headers=staff)
+    assert_names(response, field)
+    assert client.get(f"{URL}{created['id']}/", headers=staff).json == created
+
+
+@pytest.mark.parametrize("change, field", BAD_FIELDS)
+def test_patch_rejects(create, client, staff, change, field):
+    created = create()
+    response = client.patch(f"{URL}{created['id']}/", json=change, headers=staff)
+    assert_names(response, field)
+    assert client.get(f"{URL}{created['id']}/", headers=staff).json == created
+
+
+@pytest.mark.parametrize("field", ["name", "application_type"])
+def test_create_requires(client, staff, field):
+    body = {key: value for key, value in VALID.items() if key != field}
+    assert_names(client.post(URL, json=body, headers=staff), field)
+
+
+def test_limits_are_inclusive(create):
+    body = create(
+        name="n" * 100,
+        related_application_id="r" * 255,
+        remote_object_id=-(2**63),
+    )
+    assert len(body["name"]) == 100
+    assert body["remote_object_id"] == -(2**63)
+
+
+def test_web_url_null_is_a_removal_only_in_patch(client, staff):
+    response = client.post(URL, json={**VALID, "config": {"web_url": None}}, headers=staff)
+    assert_names(response, "config")
+
+
+def test_config_nested_too_deeply(client, staff):
+    config = current = {}
+    for _ in range(40):
+        current["a"] = {}
+        current = current["a"]
+    assert_names(client.post(URL, json={**VALID, "config": config}, headers=staff), "config")
+
+
+@pytest.mark.parametrize("raw", ['{"name": "a", "application_type": "oms", "config": {"x": NaN}}',
+                                 '{"name": "a", "application_type": "oms", '
+                                 '"config": {"x": Infinity}}'])
+def test_non_finite_numbers_in_config(client, staff, raw):
+    response = client.post(URL, data=raw, content_type="application/json", headers=staff)
+    assert_names(response, "config")
+
+
+@pytest.mark.parametrize(
+    "raw", ["{bad json", '{"name": "a",}', "", "\xff\xfe", "[" * 100000, "null", "[]", '"s"']
+)
+def test_bodies_that_are_not_a_json_object_are_400(client, staff, raw):
+    response = client.post(URL, data=raw, content_type="application/json", headers=staff)
+    assert response.status_code == 400
+    assert "json" in response.json["errors"]
+    assert count(client, staff) == 0
+
+
+def test_a_body_that_is_not_json_is_415(client, staff):
+    response = client.post(URL, data="name=a", content_type="text/plain", headers=staff)
+    assert response.status_code == 415
+    assert response.json["code"] == 415
+
+
+def test_a_body_over_the_size_limit_is_413(client, staff):
+    body = '{"name": "a", "application_type": "oms", "config": {"x": "' + "y" * (1 << 20) + '"}}'
+    response = client.post(URL, data=body, content_type="application/json", headers=staff)
+    assert response.status_code == 413
+    assert response.json["code"] == 413
+    assert count(client, staff) == 0

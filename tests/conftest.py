@@ -1,0 +1,117 @@
+"""Fixtures: the real app on a real database (SQLite by default, PostgreSQL when
+DATABASE_URL says so), migrated with Alembic, emptied between tests."""
+
+import os
+
+import flask_migrate
+import pytest
+from sqlalchemy import event, text
+
+from applications_api import create_app
+from applications_api.auth.tokens import issue_token
+from applications_api.extensions import db
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+ON_POSTGRESQL = DATABASE_URL.startswith(("postgres://", "postgresql"))
+TABLES = ("applications", "tokens", "users")
+
+postgresql_only = pytest.mark.skipif(
+    not ON_POSTGRESQL, reason="needs DATABASE_URL pointing at PostgreSQL"
+)
+
+
+def make_env(database_url, **overrides):
+    return {"DATABASE_URL": database_url, "LOG_LEVEL": "WARNING", **overrides}
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    if ON_POSTGRESQL:
+        return DATABASE_URL
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'applications.db'}"
+
+
+@pytest.fixture(scope="session")
+def app(database_url):
+    app = create_app(make_env(database_url))
+    app.config["TESTING"] = True
+    with app.app_context():
+        flask_migrate.upgrade()
+    return app
+
+
+@pytest.fixture(autouse=True)
+def empty_tables(app):
+    yield
+    with app.app_context():
+        db.session.remove()
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in TABLES:
+                db.session.execute(text(f"DELETE FROM {table}"))
+        db.session.commit()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def auth_header(key):
+    return {"Authorization": f"Token {key}"}
+
+
+@pytest.fixture
+def staff(app):
+    """Authorization header of a staff user."""
+    with app.app_context():
+        return auth_header(issue_token("operator", staff=True))
+
+
+@pytest.fixture
+def reader(app):
+    """Authorization header of a user who is not staff."""
+    with app.app_context():
+        return auth_header(issue_token("viewer"))
+
+
+@pytest.fixture
+def create(client, staff):
+    """POST an application (defaults filled in) and return the created JSON."""
+
+    def create(**fields):
+        body = {"name": "Shop front", "application_type": "extension", **fields}
+        response = client.post("/api/v1/applications/", json=body, headers=staff)
+        assert response.status_code == 201, response.json
+        return response.json
+
+    return create
+
+
+@pytest.fixture
+def count_statements(app):
+    """Context manager counting the SQL statements run inside it."""
+
+    class Counter:
+        def __init__(self):
+            self.statements = []
+
+        def __call__(self, conn, cursor, statement, *args):
+            self.statements.append(statement)
+
+        def __enter__(self):
+            with app.app_context():
+                event.listen(db.engine, "before_cursor_execute", self)
+            return self
+
+        def __exit__(self, *exc):
+            with app.app_context():
+                event.remove(db.engine, "before_cursor_execute", self)
+
+    return Counter
