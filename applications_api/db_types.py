@@ -2,8 +2,7 @@
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, TypeDecorator
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import DateTime, TypeDecorator
 
 
 def utcnow():
@@ -32,6 +31,3 @@ class UTCDateTime(TypeDecorator):
             value = value.replace(tzinfo=timezone.utc)
         return value
 
-
-# jsonb on PostgreSQL (compact, comparable); plain JSON text elsewhere.
-JSONDocument = JSON().with_variant(JSONB(), "postgresql")

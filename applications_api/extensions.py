@@ -158,7 +158,29 @@ class Blueprint(BaseBlueprint):
         return result, headers
 
     def _document_pagination_metadata(self, spec, resp_doc):
-        super()._document_pagination_metadata(spec, resp_doc)
+        # The header's value is JSON: documented through `content`, not a `schema`
+        # (which would mean comma-separated key=value pairs).
+        page_number = {"type": "integer", "minimum": 1}
+        resp_doc.setdefault("headers", {})[self.PAGINATION_HEADER_NAME] = {
+            "description": "Pagination metadata, as JSON.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["total", "total_pages"],
+                        "properties": {
+                            "total": {"type": "integer", "minimum": 0},
+                            "total_pages": {"type": "integer", "minimum": 0},
+                            "first_page": page_number,
+                            "last_page": page_number,
+                            "page": page_number,
+                            "previous_page": page_number,
+                            "next_page": page_number,
+                        },
+                    }
+                }
+            },
+        }
         resp_doc["headers"]["Link"] = {
             "description": "RFC 8288 links to the first, prev, next and last pages.",
             "schema": {"type": "string"},

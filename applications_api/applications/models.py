@@ -1,4 +1,4 @@
-from ..db_types import JSONDocument, UTCDateTime, utcnow
+from ..db_types import UTCDateTime, utcnow
 from ..extensions import db
 
 APPLICATION_TYPES = (
@@ -31,7 +31,11 @@ class Application(db.Model):
     id = db.Column(db.Integer, primary_key=True)
     name = db.Column(db.String(NAME_MAX_LENGTH), nullable=False, index=True)
     application_type = db.Column(db.String(32), nullable=False, index=True)
-    config = db.Column(JSONDocument, nullable=True)
+    config = db.Column(
+        # json, not jsonb, on PostgreSQL: it keeps key order and accepts any string
+        # JSON can carry (jsonb refuses \u0000); config is never queried into.
+        db.JSON, nullable=True
+    )
     is_active = db.Column(db.Boolean, nullable=False, default=True, index=True)
     remote_object_id = db.Column(db.BigInteger, nullable=True)
     created_by = db.Column(

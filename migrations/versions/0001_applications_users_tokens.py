@@ -7,7 +7,6 @@ Create Date: 2026-11-26
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision = "0001"
 down_revision = None
@@ -42,11 +41,7 @@ def upgrade():
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("application_type", sa.String(length=32), nullable=False),
-        sa.Column(
-            "config",
-            sa.JSON().with_variant(postgresql.JSONB(), "postgresql"),
-            nullable=True,
-        ),
+        sa.Column("config", sa.JSON(), nullable=True),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("remote_object_id", sa.BigInteger(), nullable=True),
         sa.Column("created_by", sa.Integer(), nullable=True),

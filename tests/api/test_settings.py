@@ -1,0 +1,75 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from applications_api.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults():
+    settings = load_settings({})
+    assert settings.database_url.startswith("sqlite:///")
+    assert settings.database_url.endswith("instance/applications.db")
+    assert settings.proxy_connect_timeout == 5
+    assert settings.proxy_read_timeout == 30
+    assert settings.max_body_bytes == 1024 * 1024
+    assert [str(n) for n in settings.proxy_denied_networks] == ["169.254.0.0/16", "fe80::/10"]
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("postgres://u:p@db:5432/app", "postgresql+psycopg://u:p@db:5432/app"),
+        ("postgresql://u@db/app", "postgresql+psycopg://u@db/app"),
+        ("postgresql+psycopg://u@db/app", "postgresql+psycopg://u@db/app"),
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+    ],
+)
+def test_database_urls_as_platforms_hand_them_out(given, expected):
+    assert load_settings({"DATABASE_URL": given}).database_url == expected
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("DATABASE_URL", "not a url"),
+        ("DATABASE_URL", "mysql://u@db/app"),
+        ("DATABASE_URL", "postgresql+psycopg2://u@db/app"),
+        ("DATABASE_CONNECT_TIMEOUT", "-1"),
+        ("DATABASE_CONNECT_TIMEOUT", "soon"),
+        ("DATABASE_STATEMENT_TIMEOUT", "0"),
+        ("MAX_BODY_BYTES", "1.5"),
+        ("APP_PROXY_CONNECT_TIMEOUT", "-5"),
+        ("APP_PROXY_READ_TIMEOUT", "abc"),
+        ("APP_PROXY_DENIED_NETWORKS", "10.0.0.0/33"),
+        ("APP_PROXY_DENIED_NETWORKS", "not-a-cidr"),
+        ("LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_an_invalid_setting_names_itself(name, value):
+    with pytest.raises(SettingsError) as error:
+        load_settings({name: value})
+    assert str(error.value).startswith(f"{name}:")
+
+
+def test_an_empty_denied_network_list_is_allowed():
+    assert load_settings({"APP_PROXY_DENIED_NETWORKS": ""}).proxy_denied_networks == ()
+
+
+def test_start_up_stops_with_one_clear_line():
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi"],
+        cwd=ROOT,
+        env={"DATABASE_URL": "mysql://u@db/app", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: DATABASE_URL: unsupported database 'mysql' "
+        "(use sqlite:/// or postgresql://)"
+    ]

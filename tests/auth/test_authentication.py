@@ -1,0 +1,85 @@
+import pytest
+from sqlalchemy import select
+
+from applications_api.auth.models import Token, User
+from applications_api.auth.tokens import issue_token, key_digest
+from applications_api.extensions import db
+
+URL = "/api/v1/applications/"
+BODY = {"name": "a", "application_type": "oms"}
+
+
+def assert_401(response):
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Token"
+    assert response.json["code"] == 401
+    assert response.json["status"] == "Unauthorized"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": ""},
+        {"Authorization": "Token"},
+        {"Authorization": "Token "},
+        {"Authorization": "Token not-a-real-key"},
+        {"Authorization": "Bearer not-a-real-key"},
+        {"Authorization": "x" * 5000},
+    ],
+)
+def test_missing_or_bad_token_is_401(client, headers):
+    assert_401(client.get(URL, headers=headers))
+    assert_401(client.post(URL, json=BODY, headers=headers))
+    assert_401(client.get(f"{URL}1/", headers=headers))
+
+
+def test_token_and_bare_key_forms_are_accepted(app, client):
+    with app.app_context():
+        key = issue_token("someone")
+    assert client.get(URL, headers={"Authorization": f"Token {key}"}).status_code == 200
+    assert client.get(URL, headers={"Authorization": f"token {key}"}).status_code == 200
+    assert client.get(URL, headers={"Authorization": key}).status_code == 200
+
+
+def test_deactivated_user_is_401(app, client):
+    with app.app_context():
+        key = issue_token("leaver", staff=True)
+        user = db.session.scalar(select(User).where(User.username == "leaver"))
+        user.is_active = False
+        db.session.commit()
+    assert_401(client.get(URL, headers={"Authorization": f"Token {key}"}))
+
+
+def test_readers_may_read_but_not_write(create, client, reader):
+    created = create()
+    item = f"{URL}{created['id']}/"
+    assert client.get(URL, headers=reader).status_code == 200
+    assert client.get(item, headers=reader).status_code == 200
+    assert client.head(item, headers=reader).status_code == 200
+    assert client.options(item, headers=reader).status_code == 200
+    for response in (
+        client.post(URL, json=BODY, headers=reader),
+        client.put(item, json={**BODY, "is_active": True, "is_visible": True,
+                               "is_proxy_available": True}, headers=reader),
+        client.patch(item, json={"name": "b"}, headers=reader),
+        client.delete(item, headers=reader),
+    ):
+        assert response.status_code == 403
+        assert response.json["code"] == 403
+    assert client.get(item, headers=reader).json == created
+
+
+def test_only_a_digest_of_the_key_is_stored(app):
+    with app.app_context():
+        key = issue_token("someone")
+        stored = db.session.scalars(select(Token.key_digest)).all()
+    assert stored == [key_digest(key)]
+    assert key not in stored
+
+
+def test_keys_are_long_and_random(app):
+    with app.app_context():
+        keys = {issue_token("someone") for _ in range(20)}
+    assert len(keys) == 20
+    assert all(len(bytes.fromhex(key)) * 8 >= 160 for key in keys)

@@ -1,0 +1,74 @@
+import time
+
+import flask_migrate
+from sqlalchemy.engine import make_url
+
+from applications_api import create_app
+from tests.conftest import make_env, postgresql_only
+from tests.tcp_tools import BlackHole, Forwarder
+
+URL = "/api/v1/healthcheck/"
+
+
+def test_healthcheck_needs_no_token(client):
+    response = client.get(URL)
+    assert response.status_code == 200
+    assert response.json["status"] == "ok"
+
+
+def test_unreachable_database_is_a_fast_503():
+    app = create_app(make_env("postgresql://postgres@127.0.0.1:1/nothing"))
+    response = app.test_client().get(URL)
+    assert response.status_code == 503
+    assert response.json["code"] == 503
+
+
+def test_stalled_database_is_a_503_within_the_connect_timeout():
+    hole = BlackHole()
+    try:
+        app = create_app(make_env(
+            f"postgresql://postgres@127.0.0.1:{hole.port}/nothing",
+            DATABASE_CONNECT_TIMEOUT="1",
+        ))
+        started = time.monotonic()
+        response = app.test_client().get(URL)
+        elapsed = time.monotonic() - started
+    finally:
+        hole.close()
+    assert response.status_code == 503
+    assert elapsed < 10  # bounded by the connect timeout (libpq may try twice), not hung
+
+
+def test_api_endpoints_answer_503_json_when_the_database_is_down():
+    app = create_app(make_env("postgresql://postgres@127.0.0.1:1/nothing"))
+    response = app.test_client().get(
+        "/api/v1/applications/", headers={"Authorization": "Token x"}
+    )
+    assert response.status_code == 503
+    assert response.json["status"] == "Service Unavailable"
+
+
+@postgresql_only
+def test_the_same_process_recovers_when_the_database_returns(database_url):
+    url = make_url(database_url)
+    forwarder = Forwarder(url.host or "127.0.0.1", url.port or 5432)
+    forwarder.start()
+    app = create_app(make_env(
+        url.set(host="127.0.0.1", port=forwarder.port).render_as_string(hide_password=False),
+        DATABASE_CONNECT_TIMEOUT="1",
+    ))
+    client = app.test_client()
+    try:
+        assert client.get(URL).status_code == 200
+        forwarder.stop()
+        assert client.get(URL).status_code == 503
+        forwarder.start()
+        assert client.get(URL).status_code == 200
+        assert client.get(URL).status_code == 200
+    finally:
+        forwarder.stop()
+
+
+def test_migrations_are_idempotent(app):
+    with app.app_context():
+        flask_migrate.upgrade()  # already at head: nothing to do, no error
