@@ -1,3 +1,5 @@
+import warnings
+
 from sqlalchemy import inspect, text
 
 from applications_api.extensions import db
@@ -6,14 +8,26 @@ from tests.conftest import postgresql_only
 FILTER_COLUMNS = ("name", "application_type", "is_active", "created_date", "modified_date")
 
 
+def index_names(app):
+    query = {
+        "sqlite": "SELECT name FROM sqlite_master WHERE type = 'index' "
+        "AND tbl_name = 'applications'",
+        "postgresql": "SELECT indexname FROM pg_indexes WHERE tablename = 'applications'",
+    }
+    with app.app_context():
+        return set(db.session.scalars(text(query[db.engine.dialect.name])))
+
+
 def test_every_filter_and_sort_column_is_indexed(app):
     with app.app_context():
-        indexes = inspect(db.engine).get_indexes("applications")
+        with warnings.catch_warnings():
+            # expression indexes are not reflected; index_names() sees them
+            warnings.simplefilter("ignore")
+            indexes = inspect(db.engine).get_indexes("applications")
     indexed = {tuple(index["column_names"]) for index in indexes}
     for column in FILTER_COLUMNS:
         assert (column,) in indexed
-    names = {index["name"] for index in indexes}
-    assert "ix_applications_related_application_id_lower" in names
+    assert "ix_applications_related_application_id_lower" in index_names(app)
 
 
 @postgresql_only

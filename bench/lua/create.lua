@@ -1,0 +1,6 @@
+-- POST a new application on every request.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Token " .. os.getenv("BENCH_TOKEN")
+wrk.body = '{"name": "Bench app", "application_type": "extension", ' ..
+           '"config": {"web_url": "https://bench.example.com/"}}'

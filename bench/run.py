@@ -1,0 +1,191 @@
+"""Benchmark the Applications API under gunicorn on PostgreSQL, against a raw-WSGI ceiling.
+
+    .venv/bin/python bench/run.py [--duration 10] [--connections 16]
+
+Creates a fresh PostgreSQL database, migrates it, seeds applications, starts the API and
+the ceiling app (bench/ceiling.py) under the same gunicorn settings (-w 2 -k gthread
+--threads 8), drives each scenario with wrk, and prints req/s, p50/p99 latency and each
+figure as a share of the ceiling measured in the same run. It also prints how the
+requests split between the two workers, since an unbalanced split halves throughput.
+"""
+
+import argparse
+import collections
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+LUA = ROOT / "bench" / "lua"
+GUNICORN = ["-w", "2", "-k", "gthread", "--threads", "8"]
+WORDS = ["north", "blue", "fast", "prime", "urban", "smart", "green", "local", "mega", "open"]
+NOUNS = ["shop", "cargo", "invoice", "store", "market", "portal", "bridge", "hub", "sync",
+         "desk", "panel", "feed", "board", "stream", "pay", "deal", "link", "box", "point",
+         "gate", "base", "cart", "lens", "mail", "map", "port", "pulse", "ring", "scan",
+         "shelf", "spot", "tag", "track", "trade", "vault", "view", "wave", "wing", "yard",
+         "zone", "bay", "cloud", "core", "dock", "flow", "grid", "kit", "lab", "loop", "nest"]
+TYPES = ["extension", "sales-channel", "commerce", "oms", "integration", "cargo_extension"]
+FILTERED = "/api/v1/applications/?name__icontains=shop&is_active=true&limit=50"
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--database", default="applications_bench")
+    parser.add_argument("--large", type=int, default=100_000, help="rows for the scaling run")
+    return parser.parse_args()
+
+
+def recreate_database(admin_url, name):
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def flask(env, *args):
+    result = subprocess.run(
+        [BIN / "flask", "--app", "wsgi", *args], cwd=ROOT, env=env, check=True,
+        capture_output=True, text=True,
+    )
+    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+
+
+def seed(database_url, total):
+    """Insert applications until there are `total`, with names from a fixed vocabulary."""
+    url = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url) as conn:
+        have = conn.execute("SELECT count(*) FROM applications").fetchone()[0]
+        rng = random.Random(have)
+        rows = []
+        for n in range(have, total):
+            name = f"{rng.choice(WORDS)} {rng.choice(NOUNS)} {n}"
+            config = f'{{"web_url": "https://app{n}.example.com/", "visible_type": "empty"}}'
+            rows.append((name, rng.choice(TYPES), config, n % 10 != 0, f"REL-{n}"))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO applications (name, application_type, config, is_active, "
+                "is_visible, is_proxy_available, related_application_id, created_date, "
+                "modified_date) VALUES (%s, %s, %s, %s, false, false, %s, now(), now())",
+                rows,
+            )
+        conn.execute("ANALYZE applications")
+
+
+class Server:
+    """gunicorn with the benchmark's settings, logging each request's worker pid."""
+
+    def __init__(self, app, port, env):
+        self.port = port
+        self.log = Path(tempfile.mkstemp(suffix=".log")[1])
+        self.proc = subprocess.Popen(
+            [BIN / "gunicorn", *GUNICORN, "--bind", f"127.0.0.1:{port}",
+             "--access-logfile", str(self.log), "--access-logformat", "%(p)s", app],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            try:
+                requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{app} did not start")
+
+    def worker_split(self, since):
+        counts = collections.Counter(self.log.read_text().splitlines()[since:])
+        return sorted(counts.values(), reverse=True)
+
+    def log_lines(self):
+        return len(self.log.read_text().splitlines())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.unlink()
+
+
+def to_ms(value):
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+
+def wrk(server, path, args, env, script=None):
+    before = server.log_lines()
+    command = ["wrk", "-t", "2", "-c", str(args.connections), "-d", f"{args.duration}s",
+               "--latency"]
+    if script:
+        command += ["-s", str(LUA / script)]
+    else:
+        command += ["-H", f"Authorization: Token {env['BENCH_TOKEN']}"]
+    output = subprocess.run(
+        [*command, f"http://127.0.0.1:{server.port}{path}"],
+        env=env, check=True, capture_output=True, text=True,
+    ).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50": to_ms(re.search(r"50%\s+(\S+)", output).group(1)),
+        "p99": to_ms(re.search(r"99%\s+(\S+)", output).group(1)),
+        "errors": int(non_2xx.group(1)) if non_2xx else 0,
+        "split": server.worker_split(before),
+    }
+
+
+def report(name, result, ceiling_rps):
+    share = 100 * result["rps"] / ceiling_rps
+    split = "/".join(str(n) for n in result["split"])
+    print(f"{name:<28} {result['rps']:>9.0f} {share:>8.1f}% {result['p50']:>9.2f} "
+          f"{result['p99']:>9.2f} {result['errors']:>7}  {split}", flush=True)
+
+
+def main():
+    args = parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: apt-get install wrk")
+    database_url = recreate_database(args.admin_url, args.database)
+    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING",
+           "BENCH_ROWS": "2000"}
+    flask(env, "db", "upgrade")
+    env["BENCH_TOKEN"] = flask(env, "create-token", "bench", "--staff")
+
+    api = Server("wsgi:app", 8101, env)
+    ceiling = Server("bench.ceiling:app", 8102, env)
+    try:
+        print(f"{'scenario':<28} {'req/s':>9} {'ceiling':>9} {'p50 ms':>9} {'p99 ms':>9} "
+              f"{'non-2xx':>7}  worker split")
+        seed(database_url, 1000)
+        small = wrk(api, FILTERED, args, env)
+        seed(database_url, 2000)
+        top = wrk(ceiling, "/", args, env)
+        report("ceiling (raw WSGI, 50 items)", top, top["rps"])
+        report("filtered list, 1,000 rows", small, top["rps"])
+        report("retrieve", wrk(api, "", args, env, "retrieve.lua"), top["rps"])
+        report("list limit=50", wrk(api, "/api/v1/applications/?limit=50", args, env),
+               top["rps"])
+        report("filtered list", wrk(api, FILTERED, args, env), top["rps"])
+        report("patch", wrk(api, "", args, env, "patch.lua"), top["rps"])
+        report("create", wrk(api, "", args, env, "create.lua"), top["rps"])
+        seed(database_url, args.large)
+        large = wrk(api, FILTERED, args, env)
+        report(f"filtered list, {args.large:,} rows", large, top["rps"])
+        print(f"filtered-list p50 at {args.large:,} rows / at 1,000 rows: "
+              f"{large['p50'] / small['p50']:.2f}x")
+    finally:
+        api.stop()
+        ceiling.stop()
+
+
+if __name__ == "__main__":
+    main()
