@@ -19,6 +19,7 @@ def create_app(env=None):
     app.json.sort_keys = False
     _configure_logging(settings)
 
+    from .auth.authentication import TokenCache
     from .docs import assets as docs_assets
     from .errors import register_error_handlers
     from .extensions import Api, db, install_sqlite_pragmas, migrate
@@ -31,6 +32,7 @@ def create_app(env=None):
         install_sqlite_pragmas(db.engine)
     api = Api(app)
     register_error_handlers(app)
+    app.extensions["token_cache"] = TokenCache(settings.auth_cache_seconds)
 
     from .applications.views import blp as applications_blp
     from .auth.cli import commands as auth_commands

@@ -27,6 +27,7 @@ class Settings:
     database_connect_timeout: float
     database_statement_timeout: float
     max_body_bytes: int
+    auth_cache_seconds: float
     proxy_connect_timeout: float
     proxy_read_timeout: float
     proxy_signing_key: str
@@ -96,6 +97,7 @@ def load_settings(env=None):
         database_connect_timeout=_number(env, "DATABASE_CONNECT_TIMEOUT", 3.0),
         database_statement_timeout=_number(env, "DATABASE_STATEMENT_TIMEOUT", 5.0),
         max_body_bytes=_number(env, "MAX_BODY_BYTES", 1024 * 1024, cast=int),
+        auth_cache_seconds=_number(env, "AUTH_CACHE_SECONDS", 10.0, allow_zero=True),
         proxy_connect_timeout=_number(env, "APP_PROXY_CONNECT_TIMEOUT", 5.0),
         proxy_read_timeout=_number(env, "APP_PROXY_READ_TIMEOUT", 30.0),
         proxy_signing_key=env.get("APP_PROXY_SIGNING_KEY", ""),

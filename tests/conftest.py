@@ -21,7 +21,13 @@ postgresql_only = pytest.mark.skipif(
 
 
 def make_env(database_url, **overrides):
-    return {"DATABASE_URL": database_url, "LOG_LEVEL": "WARNING", **overrides}
+    # No token cache by default: tests see a deactivated user refused at once.
+    return {
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "WARNING",
+        "AUTH_CACHE_SECONDS": "0",
+        **overrides,
+    }
 
 
 @pytest.fixture(scope="session")
