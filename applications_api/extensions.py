@@ -25,7 +25,9 @@ from webargs.flaskparser import FlaskParser, is_json_request
 
 from .errors import ErrorSchema, error_payload
 
-db = SQLAlchemy()
+# Objects keep their values after commit: the response is dumped from what was just
+# written, without a refreshing SELECT.
+db = SQLAlchemy(session_options={"expire_on_commit": False})
 migrate = Migrate()
 
 
@@ -195,8 +197,15 @@ def _page_url(number):
 
 
 def engine_options(settings):
-    """SQLAlchemy engine options: bounded waits so a lost database is a fast 503."""
-    options = {"pool_pre_ping": True}
+    """SQLAlchemy engine options.
+
+    Autocommit: each statement commits by itself, so a read costs its query and the
+    pool's pre-ping, with no BEGIN/ROLLBACK round trips. Every write is a single
+    UPDATE or INSERT, made safe against concurrent writers by the version check of
+    applications/models.py. Connect and statement timeouts bound every wait, so a
+    lost database is a fast 503; pre-ping lets the pool recover when it returns.
+    """
+    options = {"pool_pre_ping": True, "isolation_level": "AUTOCOMMIT"}
     if settings.database_url.startswith("sqlite"):
         options["connect_args"] = {"timeout": settings.database_connect_timeout}
     else:

@@ -92,6 +92,11 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        # The app's engine runs in autocommit; migrations run in one transaction
+        # at the database's default isolation level (atomic DDL on PostgreSQL).
+        connection = connection.execution_options(
+            isolation_level=connection.default_isolation_level
+        )
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

@@ -49,6 +49,11 @@ class Application(db.Model):
         UTCDateTime, nullable=False, default=utcnow, index=True
     )
 
+    # Optimistic concurrency: every UPDATE checks and bumps the version, so a write
+    # based on a stale read fails (StaleDataError) and is retried (service.py).
+    version = db.Column(db.Integer, nullable=False, default=1)
+    __mapper_args__ = {"version_id_col": version}
+
     __table_args__ = (
         # related_application_id__iexact compares lower-cased values.
         db.Index("ix_applications_related_application_id_lower",

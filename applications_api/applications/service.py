@@ -1,12 +1,16 @@
 """Writes to applications: defaults, config merge, soft delete, one transaction each."""
 
 from flask_smorest import abort
+from sqlalchemy.orm.exc import StaleDataError
 
 from ..db_types import utcnow
 from ..extensions import db
 from .models import Application
 
 MAX_ID = 2**31 - 1  # the id column is a 32-bit integer
+# Each lost race means another writer of the same row succeeded, so N concurrent
+# writers need at most N attempts; past this the caller gets a 409 to retry.
+MAX_WRITE_ATTEMPTS = 50
 
 
 def merge_patch(target, patch):
@@ -29,15 +33,26 @@ def with_defaults(config):
     return config
 
 
-def get_or_404(app_id, *, for_update=False):
-    application = None
-    if app_id <= MAX_ID:
-        # FOR UPDATE serialises concurrent writers of one row on PostgreSQL,
-        # so two PATCHes merging config both survive.
-        application = db.session.get(Application, app_id, with_for_update=for_update)
+def get_or_404(app_id):
+    application = db.session.get(Application, app_id) if app_id <= MAX_ID else None
     if application is None:
         abort(404, message=f"Application {app_id} does not exist.")
     return application
+
+
+def _write(app_id, change):
+    """Read the application, apply `change`, save; start again if another writer
+    saved it in between (the version check), so no concurrent change is lost."""
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        application = get_or_404(app_id)
+        change(application)
+        application.modified_date = utcnow()
+        try:
+            db.session.commit()
+            return application
+        except StaleDataError:
+            db.session.rollback()
+    abort(409, message=f"Application {app_id} is being changed concurrently; try again.")
 
 
 def create_application(data, created_by):
@@ -56,19 +71,19 @@ def create_application(data, created_by):
 
 def update_application(app_id, data, *, merge_config):
     """PUT (merge_config=False: a given config replaces) or PATCH (merge it)."""
-    application = get_or_404(app_id, for_update=True)
-    for field, value in data.items():
-        if field == "config":
-            value = merge_patch(application.config, value) if merge_config else value
-            value = with_defaults(value)
-        setattr(application, field, value)
-    application.modified_date = utcnow()
-    db.session.commit()
-    return application
+
+    def change(application):
+        for field, value in data.items():
+            if field == "config":
+                value = merge_patch(application.config, value) if merge_config else value
+                value = with_defaults(value)
+            setattr(application, field, value)
+
+    return _write(app_id, change)
 
 
 def soft_delete_application(app_id):
-    application = get_or_404(app_id, for_update=True)
-    application.is_active = False
-    application.modified_date = utcnow()
-    db.session.commit()
+    def change(application):
+        application.is_active = False
+
+    _write(app_id, change)

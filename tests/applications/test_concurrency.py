@@ -2,13 +2,11 @@ import threading
 
 import requests
 
-from tests.conftest import postgresql_only
 from tests.live_server import LiveServer
 
 WRITERS = 16
 
 
-@postgresql_only
 def test_concurrent_patches_adding_config_keys_all_survive(app, create, staff):
     created = create(config={"web_url": "https://a.example/"})
     barrier = threading.Barrier(WRITERS)
