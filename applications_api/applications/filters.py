@@ -40,8 +40,9 @@ def page_statements(args, page, limit):
     """(count statement, page statement) for the filtered, sorted list."""
     conditions = filter_conditions(args)
     count = select(func.count()).select_from(Application).where(*conditions)
+    # Plain rows, not ORM objects: a page is only read and dumped.
     rows = (
-        select(Application)
+        select(Application.__table__)
         .where(*conditions)
         .order_by(*order_by(args["sort"]))
         .offset((page - 1) * limit)

@@ -51,7 +51,7 @@ class Application(db.Model):
 
     # Optimistic concurrency: every UPDATE checks and bumps the version, so a write
     # based on a stale read fails (StaleDataError) and is retried (service.py).
-    version = db.Column(db.Integer, nullable=False, default=1)
+    version = db.Column(db.Integer, nullable=False, default=1, server_default="1")
     __mapper_args__ = {"version_id_col": version}
 
     __table_args__ = (

@@ -44,7 +44,7 @@ class Applications(MethodView):
             args, pagination_parameters.page, pagination_parameters.page_size
         )
         pagination_parameters.item_count = db.session.scalar(count)
-        return db.session.scalars(rows).all()
+        return db.session.execute(rows).mappings().all()
 
     @blp.arguments(ApplicationCreateSchema)
     @blp.response(201, ApplicationSchema, headers={

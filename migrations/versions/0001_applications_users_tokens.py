@@ -50,7 +50,7 @@ def upgrade():
         sa.Column("related_application_id", sa.String(length=255), nullable=True),
         sa.Column("created_date", sa.DateTime(timezone=True), nullable=False),
         sa.Column("modified_date", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False, server_default="1"),
         sa.ForeignKeyConstraint(["created_by"], ["users.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
     )
