@@ -33,12 +33,18 @@ def create_app(env=None):
     api = Api(app)
     register_error_handlers(app)
     app.extensions["token_cache"] = TokenCache(settings.auth_cache_seconds)
+    if not settings.proxy_signing_key:
+        logging.getLogger(__name__).warning(
+            "APP_PROXY_SIGNING_KEY is not set: app_proxy's identity signature proves nothing"
+        )
 
+    from .app_proxy.views import blp as app_proxy_blp
     from .applications.views import blp as applications_blp
     from .auth.cli import commands as auth_commands
     from .health.views import blp as health_blp
 
     api.register_blueprint(applications_blp)
+    api.register_blueprint(app_proxy_blp)
     api.register_blueprint(health_blp)
     app.register_blueprint(docs_assets)
     app.register_blueprint(auth_commands)

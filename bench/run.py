@@ -80,7 +80,11 @@ def seed(database_url, total):
                 "modified_date) VALUES (%s, %s, %s, %s, false, false, %s, now(), now())",
                 rows,
             )
-        conn.execute("ANALYZE applications")
+        conn.commit()
+        # Settle the trigram index's pending list and the statistics, as autovacuum
+        # would on a running system.
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE applications")
 
 
 class Server:

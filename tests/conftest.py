@@ -14,6 +14,7 @@ from applications_api.extensions import db
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 ON_POSTGRESQL = DATABASE_URL.startswith(("postgres://", "postgresql"))
 TABLES = ("applications", "tokens", "users")
+SIGNING_KEY = "test-signing-key"
 
 postgresql_only = pytest.mark.skipif(
     not ON_POSTGRESQL, reason="needs DATABASE_URL pointing at PostgreSQL"
@@ -26,6 +27,7 @@ def make_env(database_url, **overrides):
         "DATABASE_URL": database_url,
         "LOG_LEVEL": "WARNING",
         "AUTH_CACHE_SECONDS": "0",
+        "APP_PROXY_SIGNING_KEY": SIGNING_KEY,
         **overrides,
     }
 
@@ -121,3 +123,19 @@ def count_statements(app):
                 event.remove(db.engine, "before_cursor_execute", self)
 
     return Counter
+
+
+@pytest.fixture
+def upstream():
+    """A real backend on 127.0.0.1 recording what it receives."""
+    from tests.upstream import Upstream
+
+    server = Upstream()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def proxied(create, upstream):
+    """An active, proxy-available application whose web_url is the upstream + /base/."""
+    return create(is_proxy_available=True, config={"web_url": f"{upstream.url}/base/"})

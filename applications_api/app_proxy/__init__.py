@@ -1,0 +1,1 @@
+"""app_proxy: forwards authenticated calls to an application's own backend."""

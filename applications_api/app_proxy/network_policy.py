@@ -1,0 +1,24 @@
+"""Which upstream addresses the proxy may connect to."""
+
+import ipaddress
+import socket
+
+
+class DeniedAddress(Exception):
+    """The upstream host is, or resolves to, an address in a denied network."""
+
+
+def check_host(host, port, denied_networks):
+    """Resolve `host` and refuse it when any of its addresses is in a denied network.
+
+    Every address is checked, not only the first, since the connection may use any.
+    Raises DeniedAddress, or OSError when the name does not resolve.
+    """
+    if not denied_networks:
+        return
+    for *_, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        if address.version == 6 and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if any(address in network for network in denied_networks):
+            raise DeniedAddress(f"{host} resolves to {address}, in a denied network")

@@ -1,0 +1,83 @@
+from flask import g
+from flask.views import MethodView
+from flask_smorest import abort
+from sqlalchemy import select
+
+from ..applications.models import Application
+from ..applications.schemas import is_web_url
+from ..applications.service import MAX_ID
+from ..auth.authentication import require_token
+from ..extensions import Blueprint, db
+from .forwarding import forward, raw_proxied_path
+
+blp = Blueprint(
+    "app_proxy",
+    __name__,
+    url_prefix="/api/v1/app_proxy",
+    description="Forwards authenticated calls to an application's backend (config.web_url).",
+)
+blp.before_request(require_token)
+
+
+def proxied_web_url(app_id):
+    """The application's web_url, or 404 unless it exists, is active, proxy-available
+    and has a valid web_url. One query; the database connection is released before
+    the upstream is contacted, so a slow backend never holds it."""
+    row = None
+    if app_id <= MAX_ID:
+        row = db.session.execute(
+            select(Application.config).where(
+                Application.id == app_id,
+                Application.is_active.is_(True),
+                Application.is_proxy_available.is_(True),
+            )
+        ).first()
+    db.session.close()
+    web_url = (row.config or {}).get("web_url") if row else None
+    if not is_web_url(web_url):
+        abort(404, message=f"Application {app_id} is not available through app_proxy.")
+    return web_url
+
+
+def _proxy(app_id, path):
+    """Forward to the application's backend; the answer is the backend's own"""
+    return forward(app_id, proxied_web_url(app_id), raw_proxied_path(app_id), g.user.id)
+
+
+@blp.route("/<int:app_id>/", defaults={"path": ""})
+@blp.route("/<int:app_id>/<path:path>")
+class AppProxy(MethodView):
+    @blp.documents_errors(400, 401, 404, 502, 504)
+    def get(self, app_id, path):
+        """Forward a GET to the application's backend"""
+        return _proxy(app_id, path)
+
+    @blp.documents_errors(400, 401, 404, 502, 504)
+    def head(self, app_id, path):
+        """Forward a HEAD to the application's backend"""
+        return _proxy(app_id, path)
+
+    @blp.documents_errors(400, 401, 404, 502, 504)
+    def post(self, app_id, path):
+        """Forward a POST to the application's backend (body streamed)"""
+        return _proxy(app_id, path)
+
+    @blp.documents_errors(400, 401, 404, 502, 504)
+    def put(self, app_id, path):
+        """Forward a PUT to the application's backend (body streamed)"""
+        return _proxy(app_id, path)
+
+    @blp.documents_errors(400, 401, 404, 502, 504)
+    def patch(self, app_id, path):
+        """Forward a PATCH to the application's backend (body streamed)"""
+        return _proxy(app_id, path)
+
+    @blp.documents_errors(400, 401, 404, 502, 504)
+    def delete(self, app_id, path):
+        """Forward a DELETE to the application's backend"""
+        return _proxy(app_id, path)
+
+    @blp.documents_errors(400, 401, 404, 502, 504)
+    def options(self, app_id, path):
+        """Forward an OPTIONS to the application's backend"""
+        return _proxy(app_id, path)

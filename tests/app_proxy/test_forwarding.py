@@ -1,0 +1,187 @@
+"""Contract section 4 against a real upstream HTTP server."""
+
+import pytest
+
+from applications_api.app_proxy import signing
+from tests.conftest import SIGNING_KEY
+from tests.upstream import send
+
+
+def proxy_url(app_id, path=""):
+    return f"/api/v1/app_proxy/{app_id}/{path}"
+
+
+def test_get_is_forwarded_to_web_url_joined_with_path_and_query(client, reader, proxied,
+                                                                upstream):
+    response = client.get(proxy_url(proxied["id"], "orders/7?expand=items&x=%2F"),
+                          headers=reader)
+    assert response.status_code == 200
+    assert upstream.last.method == "GET"
+    assert upstream.last.path == "/base/orders/7?expand=items&x=%2F"
+    assert response.json["path"] == "/base/orders/7?expand=items&x=%2F"
+
+
+def test_empty_path_reaches_the_base(client, reader, proxied, upstream):
+    assert client.get(proxy_url(proxied["id"]), headers=reader).status_code == 200
+    assert upstream.last.path == "/base/"
+
+
+def test_web_url_without_trailing_slash_is_still_the_base(create, client, reader, upstream):
+    app = create(is_proxy_available=True, config={"web_url": f"{upstream.url}/base"})
+    client.get(proxy_url(app["id"], "x"), headers=reader)
+    assert upstream.last.path == "/base/x"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_every_method_is_forwarded(client, reader, proxied, upstream, method):
+    response = client.open(proxy_url(proxied["id"], "thing"), method=method, headers=reader,
+                           data=b"payload" if method in ("POST", "PUT", "PATCH") else None)
+    assert response.status_code == 200
+    assert upstream.last.method == method
+    if method in ("POST", "PUT", "PATCH"):
+        assert upstream.last.body == b"payload"
+
+
+def test_any_authenticated_user_may_proxy_writes(client, reader, proxied, upstream):
+    response = client.post(proxy_url(proxied["id"], "orders"), data=b"{}", headers=reader)
+    assert response.status_code == 200
+
+
+def test_no_token_is_401_and_nothing_reaches_the_upstream(client, proxied, upstream):
+    response = client.get(proxy_url(proxied["id"], "x"))
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Token"
+    assert upstream.received == []
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"is_proxy_available": False},
+        {"is_active": False},
+        {"config": {"visible_type": "empty"}},
+    ],
+)
+def test_404_unless_active_proxy_available_with_web_url(create, client, reader, upstream,
+                                                        fields):
+    base = {"is_proxy_available": True, "config": {"web_url": upstream.url}}
+    app = create(**{**base, **fields})
+    response = client.get(proxy_url(app["id"], "x"), headers=reader)
+    assert response.status_code == 404
+    assert response.json["code"] == 404
+    assert upstream.received == []
+
+
+def test_soft_deleted_application_is_404(client, staff, reader, proxied, upstream):
+    client.delete(f"/api/v1/applications/{proxied['id']}/", headers=staff)
+    assert client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 404
+    assert upstream.received == []
+
+
+def test_missing_application_is_404(client, reader):
+    assert client.get(proxy_url(424242, "x"), headers=reader).status_code == 404
+    assert client.get(proxy_url(10**20, "x"), headers=reader).status_code == 404
+
+
+def test_headers_forwarded_and_withheld(client, reader, proxied, upstream):
+    client.get(
+        proxy_url(proxied["id"], "x"),
+        headers={
+            **reader,
+            "Cookie": "session=secret",
+            "Accept": "application/json",
+            "X-Custom": "kept",
+            "Connection": "keep-alive, X-Hop",
+            "X-Hop": "dropped",
+            "Keep-Alive": "timeout=5",
+            "TE": "trailers",
+            "Upgrade": "websocket",
+            "Proxy-Authorization": "Basic xyz",
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Forwarded-Host": "evil.example",
+            "X-App-Proxy-User-Id": "1",
+            "X-App-Proxy-Signature": "forged",
+            "X-Request-ID": "req-123",
+        },
+    )
+    headers = {name.lower(): value for name, value in upstream.last.headers.items()}
+    assert headers["accept"] == "application/json"
+    assert headers["x-custom"] == "kept"
+    for withheld in ("authorization", "cookie", "x-hop", "keep-alive", "te", "upgrade",
+                     "proxy-authorization"):
+        assert withheld not in headers, withheld
+    assert headers["host"] == f"127.0.0.1:{upstream.port}"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-forwarded-host"] == "localhost"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-prefix"] == f"/api/v1/app_proxy/{proxied['id']}"
+    assert headers["x-request-id"] == "req-123"
+    assert headers["x-app-proxy-signature"] != "forged"
+
+
+def test_a_malformed_request_id_is_replaced(client, reader, proxied, upstream):
+    client.get(proxy_url(proxied["id"], "x"), headers={**reader, "X-Request-ID": "a b\tc"})
+    assert len(upstream.last.headers["X-Request-ID"]) == 32
+
+
+def test_identity_headers_verify(client, reader, proxied, upstream, app):
+    client.get(proxy_url(proxied["id"], "orders/7?a=1"), headers=reader)
+    path, _, query = upstream.last.path.partition("?")
+    headers = upstream.last.headers
+    assert signing.verify(SIGNING_KEY, "GET", path, query, headers)
+    assert headers["X-App-Proxy-User-Id"] == str(user_id_of(app, "viewer"))
+
+
+def user_id_of(app, username):
+    from sqlalchemy import select
+
+    from applications_api.auth.models import User
+    from applications_api.extensions import db
+
+    with app.app_context():
+        return db.session.scalar(select(User.id).where(User.username == username))
+
+
+def test_upstream_status_headers_and_body_come_back(client, reader, proxied, upstream):
+    upstream.answer = lambda handler, record: send(
+        handler, 418, b"teapot body",
+        {"Content-Type": "text/plain", "X-Upstream": "yes", "Set-Cookie": "a=b",
+         "Connection": "X-Secret-Hop", "X-Secret-Hop": "no"},
+    )
+    response = client.get(proxy_url(proxied["id"], "x"), headers=reader)
+    assert response.status_code == 418
+    assert response.data == b"teapot body"
+    assert response.headers["Content-Type"] == "text/plain"
+    assert response.headers["Content-Length"] == "11"
+    assert response.headers["X-Upstream"] == "yes"
+    assert response.headers["Set-Cookie"] == "a=b"
+    assert "X-Secret-Hop" not in response.headers
+
+
+def test_no_content_type_is_invented(client, reader, proxied, upstream):
+    upstream.answer = lambda handler, record: send(handler, 200, b"raw")
+    response = client.get(proxy_url(proxied["id"], "x"), headers=reader)
+    assert "Content-Type" not in response.headers
+
+
+def test_redirects_are_passed_back_and_rewritten_under_the_proxy(client, reader, proxied,
+                                                                upstream):
+    answers = iter([
+        f"{upstream.url}/base/login?next=%2Fhome",
+        "/base/relative/target",
+        "https://elsewhere.example/page",
+        "/outside/base",
+    ])
+    upstream.answer = lambda handler, record: send(handler, 302, b"", {"Location": next(answers)})
+    app_id = proxied["id"]
+    expected = [
+        f"/api/v1/app_proxy/{app_id}/login?next=%2Fhome",
+        f"/api/v1/app_proxy/{app_id}/relative/target",
+        "https://elsewhere.example/page",
+        "/outside/base",
+    ]
+    for location in expected:
+        response = client.get(proxy_url(app_id, "start"), headers=reader)
+        assert response.status_code == 302
+        assert response.headers["Location"] == location
+    assert len(upstream.received) == 4  # never followed

@@ -1,0 +1,116 @@
+"""Paths that escape the base, denied networks, and the signature's guarantees."""
+
+import socket
+
+import pytest
+
+from applications_api import create_app
+from applications_api.app_proxy import signing
+from applications_api.app_proxy.network_policy import DeniedAddress, check_host
+from tests.conftest import make_env
+from tests.live_server import LiveServer
+
+
+def raw_get(base_url, target, headers):
+    """Send `target` byte for byte (no client-side normalisation) and return the status."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        lines = [f"GET {target} HTTP/1.1", f"Host: {host}", "Connection: close",
+                 *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+        sock.sendall("\r\n".join(lines).encode())
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return int(reply.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../secret",
+        "a/../../secret",
+        "%2e%2e/secret",
+        "%2E%2E/secret",
+        ".%2e/secret",
+        "a/%2e%2e/%2e%2e/secret",
+        "%252e%252e/secret",
+        "a%2f..%2f..%2fsecret",
+        "..%5csecret",
+        "..",
+    ],
+)
+def test_dot_segments_climbing_above_the_base_are_400(app, reader, proxied, upstream, path):
+    with LiveServer(app) as live:
+        status = raw_get(live.url, f"/api/v1/app_proxy/{proxied['id']}/{path}", reader)
+    assert status == 400
+    assert upstream.received == []
+
+
+def test_dot_segments_inside_the_base_are_resolved(app, reader, proxied, upstream):
+    with LiveServer(app) as live:
+        status = raw_get(live.url, f"/api/v1/app_proxy/{proxied['id']}/a/./b/../c", reader)
+    assert status == 200
+    assert upstream.last.path == "/base/a/c"
+
+
+def test_encoded_characters_pass_through_unchanged(app, reader, proxied, upstream):
+    with LiveServer(app) as live:
+        raw_get(live.url, f"/api/v1/app_proxy/{proxied['id']}/files/a%2Fb%20c?q=%26", reader)
+    assert upstream.last.path == "/base/files/a%2Fb%20c?q=%26"
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["169.254.169.254", "[fe80::1]", "[::ffff:169.254.169.254]"],
+)
+def test_denied_networks_are_refused_before_connecting(create, client, reader, host):
+    app = create(is_proxy_available=True, config={"web_url": f"http://{host}/"})
+    response = client.get(f"/api/v1/app_proxy/{app['id']}/latest/meta-data", headers=reader)
+    assert response.status_code == 502
+    assert "denied" in response.json["message"]
+
+
+def test_a_hostname_resolving_into_a_denied_network_is_refused():
+    import ipaddress
+
+    # localhost resolves to 127.0.0.1 (and ::1); deny loopback and it is refused
+    with pytest.raises(DeniedAddress):
+        check_host("localhost", 80, (ipaddress.ip_network("127.0.0.0/8"),
+                                     ipaddress.ip_network("::1/128")))
+
+
+def test_denied_networks_are_a_setting(database_url, create, reader, upstream):
+    strict = create_app(make_env(database_url, APP_PROXY_DENIED_NETWORKS="127.0.0.0/8"))
+    app = create(is_proxy_available=True, config={"web_url": f"{upstream.url}/"})
+    response = strict.test_client().get(f"/api/v1/app_proxy/{app['id']}/x", headers=reader)
+    assert response.status_code == 502
+    assert upstream.received == []
+
+
+SIGNED = dict(method="GET", path="/base/orders", query="a=1", user_id=7)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"method": "POST"},
+        {"path": "/base/other"},
+        {"query": "a=2"},
+        {"user_id": 8},
+    ],
+)
+def test_a_changed_request_fails_verification(change):
+    headers = signing.identity_headers("k", **SIGNED)
+    assert signing.verify("k", SIGNED["method"], SIGNED["path"], SIGNED["query"], headers)
+    changed = {**SIGNED, **change}
+    headers[signing.USER_HEADER] = str(changed["user_id"])
+    assert not signing.verify("k", changed["method"], changed["path"], changed["query"],
+                              headers)
+
+
+def test_a_stale_timestamp_or_other_key_fails_verification():
+    old = signing.identity_headers("k", **SIGNED, now=1_000_000)
+    assert signing.verify("k", "GET", "/base/orders", "a=1", old, now=1_000_100)
+    assert not signing.verify("k", "GET", "/base/orders", "a=1", old, now=1_000_000 + 301)
+    assert not signing.verify("other", "GET", "/base/orders", "a=1", old, now=1_000_100)
+    assert not signing.verify("k", "GET", "/base/orders", "a=1", {}, now=1_000_100)
