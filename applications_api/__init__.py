@@ -19,7 +19,7 @@ def create_app(env=None):
     app.json.sort_keys = False
     _configure_logging(settings)
 
-    from .auth.authentication import TokenCache
+    from .cache import TTLCache
     from .docs import assets as docs_assets
     from .errors import register_error_handlers
     from .extensions import Api, db, install_sqlite_pragmas, migrate
@@ -32,7 +32,8 @@ def create_app(env=None):
         install_sqlite_pragmas(db.engine)
     api = Api(app)
     register_error_handlers(app)
-    app.extensions["token_cache"] = TokenCache(settings.auth_cache_seconds)
+    app.extensions["token_cache"] = TTLCache(settings.auth_cache_seconds)
+    app.extensions["app_proxy_targets"] = TTLCache(settings.proxy_cache_seconds)
     if not settings.proxy_signing_key:
         logging.getLogger(__name__).warning(
             "APP_PROXY_SIGNING_KEY is not set: app_proxy's identity signature proves nothing"

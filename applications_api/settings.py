@@ -31,6 +31,7 @@ class Settings:
     proxy_connect_timeout: float
     proxy_read_timeout: float
     proxy_signing_key: str
+    proxy_cache_seconds: float
     proxy_denied_networks: tuple
     log_level: str
 
@@ -101,6 +102,7 @@ def load_settings(env=None):
         proxy_connect_timeout=_number(env, "APP_PROXY_CONNECT_TIMEOUT", 5.0),
         proxy_read_timeout=_number(env, "APP_PROXY_READ_TIMEOUT", 30.0),
         proxy_signing_key=env.get("APP_PROXY_SIGNING_KEY", ""),
+        proxy_cache_seconds=_number(env, "APP_PROXY_CACHE_SECONDS", 5.0, allow_zero=True),
         proxy_denied_networks=_networks(env),
         log_level=log_level,
     )

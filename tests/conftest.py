@@ -22,11 +22,12 @@ postgresql_only = pytest.mark.skipif(
 
 
 def make_env(database_url, **overrides):
-    # No token cache by default: tests see a deactivated user refused at once.
+    # No caches by default: tests see a deactivated user or application refused at once.
     return {
         "DATABASE_URL": database_url,
         "LOG_LEVEL": "WARNING",
         "AUTH_CACHE_SECONDS": "0",
+        "APP_PROXY_CACHE_SECONDS": "0",
         "APP_PROXY_SIGNING_KEY": SIGNING_KEY,
         **overrides,
     }

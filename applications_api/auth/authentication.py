@@ -1,6 +1,5 @@
 """Who is calling, and whether they may: run before every protected view."""
 
-import time
 from typing import NamedTuple
 
 from flask import current_app, g, request
@@ -28,34 +27,10 @@ def _key_from_header():
     return header or None
 
 
-class TokenCache:
-    """Recently verified tokens of this process, so most requests skip the token query.
-
-    Staleness bound: a deleted token or a deactivated user is refused by every worker
-    at most `ttl` seconds (AUTH_CACHE_SECONDS) later. Only valid tokens are cached.
-    """
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self, ttl):
-        self.ttl = ttl
-        self.entries = {}
-
-    def get(self, digest):
-        entry = self.entries.get(digest)
-        if entry and entry[1] > time.monotonic():
-            return entry[0]
-        return None
-
-    def put(self, digest, user):
-        if self.ttl <= 0:
-            return
-        if len(self.entries) >= self.MAX_ENTRIES:
-            self.entries = {}
-        self.entries[digest] = (user, time.monotonic() + self.ttl)
-
-
 def _lookup_user(key):
+    """The token's active user. Verified tokens are cached (TTLCache) for
+    AUTH_CACHE_SECONDS: a deleted token or deactivated user is refused by every
+    worker at most that long afterwards. Invalid tokens are never cached."""
     digest = key_digest(key)
     cache = current_app.extensions["token_cache"]
     user = cache.get(digest)

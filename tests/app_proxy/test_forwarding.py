@@ -185,3 +185,55 @@ def test_redirects_are_passed_back_and_rewritten_under_the_proxy(client, reader,
         assert response.status_code == 302
         assert response.headers["Location"] == location
     assert len(upstream.received) == 4  # never followed
+
+
+def test_proxy_runs_at_most_one_query_per_request(client, reader, proxied, upstream,
+                                                   count_statements):
+    client.get(proxy_url(proxied["id"], "warm"), headers=reader)
+    with count_statements() as counter:
+        assert client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 200
+    # token lookup + application lookup, caches off
+    assert len(counter.statements) == 2, counter.statements
+
+
+def test_with_caches_a_proxied_request_runs_no_query(database_url, reader, proxied, upstream,
+                                                     count_statements):
+    from applications_api import create_app
+    from tests.conftest import make_env
+
+    cached = create_app(make_env(database_url, AUTH_CACHE_SECONDS="60",
+                                 APP_PROXY_CACHE_SECONDS="60"))
+    client = cached.test_client()
+    client.get(proxy_url(proxied["id"], "warm"), headers=reader)
+    statements = []
+    from sqlalchemy import event
+
+    from applications_api.extensions import db
+
+    with cached.app_context():
+        engine = db.engine
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements == []
+
+
+def test_a_cached_target_expires(database_url, client, staff, reader, proxied, upstream):
+    import time
+
+    from applications_api import create_app
+    from tests.conftest import make_env
+
+    cached = create_app(make_env(database_url, APP_PROXY_CACHE_SECONDS="0.3"))
+    proxy_client = cached.test_client()
+    assert proxy_client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 200
+    client.patch(f"/api/v1/applications/{proxied['id']}/", json={"is_proxy_available": False},
+                 headers=staff)
+    time.sleep(0.4)
+    assert proxy_client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 404
