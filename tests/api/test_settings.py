@@ -16,6 +16,8 @@ def test_defaults():
     assert settings.proxy_connect_timeout == 5
     assert settings.proxy_read_timeout == 30
     assert settings.max_body_bytes == 1024 * 1024
+    assert settings.auth_cache_seconds == 10
+    assert settings.proxy_cache_seconds == 5
     assert [str(n) for n in settings.proxy_denied_networks] == ["169.254.0.0/16", "fe80::/10"]
 
 
@@ -47,6 +49,8 @@ def test_database_urls_as_platforms_hand_them_out(given, expected):
         ("APP_PROXY_DENIED_NETWORKS", "10.0.0.0/33"),
         ("APP_PROXY_DENIED_NETWORKS", "not-a-cidr"),
         ("LOG_LEVEL", "LOUD"),
+        ("AUTH_CACHE_SECONDS", "-1"),
+        ("APP_PROXY_CACHE_SECONDS", "never"),
     ],
 )
 def test_an_invalid_setting_names_itself(name, value):
