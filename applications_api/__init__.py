@@ -5,7 +5,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from .settings import load_settings
+from .settings import INSTANCE_DIR, load_settings
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -13,7 +13,7 @@ MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 def create_app(env=None):
     """Build the WSGI app from environment variables (or the `env` mapping, in tests)."""
     settings = load_settings(env)
-    app = Flask(__name__, static_folder=None, instance_path=str(Path(MIGRATIONS_DIR).parent / "instance"))
+    app = Flask(__name__, static_folder=None, instance_path=str(INSTANCE_DIR))
     app.config.update(_flask_config(settings))
     app.config["SETTINGS"] = settings
     app.json.sort_keys = False

@@ -155,9 +155,10 @@ def _chunks(stream):
 
 
 def request_body():
-    if request.content_length is not None:
-        return _SizedStream(request.stream, request.content_length) if request.content_length else None
-    if request.headers.get("Transfer-Encoding", "").lower() == "chunked":
+    length = request.content_length
+    if length:
+        return _SizedStream(request.stream, length)
+    if length is None and request.headers.get("Transfer-Encoding", "").lower() == "chunked":
         return _chunks(request.stream)  # requests sends it chunked, as it came
     return None
 

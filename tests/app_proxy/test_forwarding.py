@@ -164,8 +164,9 @@ def test_no_content_type_is_invented(client, reader, proxied, upstream):
     assert "Content-Type" not in response.headers
 
 
-def test_redirects_are_passed_back_and_rewritten_under_the_proxy(client, reader, proxied,
-                                                                upstream):
+def test_redirects_are_passed_back_and_rewritten_under_the_proxy(
+    client, reader, proxied, upstream
+):
     answers = iter([
         f"{upstream.url}/base/login?next=%2Fhome",
         "/base/relative/target",
@@ -187,8 +188,9 @@ def test_redirects_are_passed_back_and_rewritten_under_the_proxy(client, reader,
     assert len(upstream.received) == 4  # never followed
 
 
-def test_proxy_runs_at_most_one_query_per_request(client, reader, proxied, upstream,
-                                                   count_statements):
+def test_proxy_runs_at_most_one_query_per_request(
+    client, reader, proxied, upstream, count_statements
+):
     client.get(proxy_url(proxied["id"], "warm"), headers=reader)
     with count_statements() as counter:
         assert client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 200

@@ -194,8 +194,9 @@ def test_connections_to_the_upstream_are_pooled_and_reused(client, reader, proxi
     assert upstream.connections == 1
 
 
-def test_upstream_cookies_are_not_kept_between_callers(client, reader, staff, proxied,
-                                                      upstream):
+def test_upstream_cookies_are_not_kept_between_callers(
+    client, reader, staff, proxied, upstream
+):
     upstream.answer = lambda handler, record: send(handler, 200, b"", {"Set-Cookie": "sid=1"})
     client.get(f"/api/v1/app_proxy/{proxied['id']}/login", headers=reader)
     client.get(f"/api/v1/app_proxy/{proxied['id']}/other", headers=staff)
