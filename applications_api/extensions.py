@@ -225,6 +225,15 @@ def engine_options(settings):
     return options
 
 
+def begin_transaction():
+    """Run the session's next statements in one transaction, despite autocommit.
+
+    Call it before the session's first statement.
+    """
+    level = "SERIALIZABLE" if db.engine.dialect.name == "sqlite" else "READ COMMITTED"
+    db.session.connection(execution_options={"isolation_level": level})
+
+
 def install_sqlite_pragmas(engine):
     """Make LIKE case-sensitive on SQLite so name__contains matches the contract."""
     if engine.dialect.name != "sqlite":

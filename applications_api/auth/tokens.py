@@ -9,7 +9,7 @@ import secrets
 
 from sqlalchemy import select
 
-from ..extensions import db
+from ..extensions import begin_transaction, db
 from .models import Token, User
 
 
@@ -19,6 +19,7 @@ def key_digest(key):
 
 def issue_token(username, *, staff=False):
     """Create the user when missing, give it a new key, and return the key."""
+    begin_transaction()  # the user and its token are written together or not at all
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
         user = User(username=username, is_staff=staff)
