@@ -49,6 +49,14 @@ def proxied_web_url(app_id):
     return web_url
 
 
+def proxy_operation(view):
+    """OpenAPI for one proxied method: the backend's answer, or this service's errors."""
+    view = blp.documents_errors(400, 401, 404, 502, 504)(view)
+    return blp.response(
+        200, description="The backend's own answer: any status, headers and body, streamed."
+    )(view)
+
+
 def _proxy(app_id, path):
     """Forward to the application's backend; the answer is the backend's own"""
     return forward(app_id, proxied_web_url(app_id), raw_proxied_path(app_id), g.user.id)
@@ -57,37 +65,37 @@ def _proxy(app_id, path):
 @blp.route("/<int:app_id>/", defaults={"path": ""})
 @blp.route("/<int:app_id>/<path:path>")
 class AppProxy(MethodView):
-    @blp.documents_errors(400, 401, 404, 502, 504)
+    @proxy_operation
     def get(self, app_id, path):
         """Forward a GET to the application's backend"""
         return _proxy(app_id, path)
 
-    @blp.documents_errors(400, 401, 404, 502, 504)
+    @proxy_operation
     def head(self, app_id, path):
         """Forward a HEAD to the application's backend"""
         return _proxy(app_id, path)
 
-    @blp.documents_errors(400, 401, 404, 502, 504)
+    @proxy_operation
     def post(self, app_id, path):
         """Forward a POST to the application's backend (body streamed)"""
         return _proxy(app_id, path)
 
-    @blp.documents_errors(400, 401, 404, 502, 504)
+    @proxy_operation
     def put(self, app_id, path):
         """Forward a PUT to the application's backend (body streamed)"""
         return _proxy(app_id, path)
 
-    @blp.documents_errors(400, 401, 404, 502, 504)
+    @proxy_operation
     def patch(self, app_id, path):
         """Forward a PATCH to the application's backend (body streamed)"""
         return _proxy(app_id, path)
 
-    @blp.documents_errors(400, 401, 404, 502, 504)
+    @proxy_operation
     def delete(self, app_id, path):
         """Forward a DELETE to the application's backend"""
         return _proxy(app_id, path)
 
-    @blp.documents_errors(400, 401, 404, 502, 504)
+    @proxy_operation
     def options(self, app_id, path):
         """Forward an OPTIONS to the application's backend"""
         return _proxy(app_id, path)
