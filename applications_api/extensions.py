@@ -91,6 +91,9 @@ class PageLimitSchema(ma.Schema):
         return PaginationParameters(**data)
 
 
+PAGE_LIMIT = PageLimitSchema()  # one instance: webargs would build one per request
+
+
 class Blueprint(BaseBlueprint):
     ARGUMENTS_PARSER = Parser()
     PAGINATION_ARGUMENTS_PARSER = Parser()
@@ -108,7 +111,7 @@ class Blueprint(BaseBlueprint):
             @wraps(func)
             def wrapper(*args, **kw):
                 page_params = self.PAGINATION_ARGUMENTS_PARSER.parse(
-                    PageLimitSchema, request, location="query"
+                    PAGE_LIMIT, request, location="query"
                 )
                 kw["pagination_parameters"] = page_params
                 result, status, headers = unpack_tuple_response(

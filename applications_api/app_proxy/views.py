@@ -1,7 +1,7 @@
 from flask import current_app, g
 from flask.views import MethodView
 from flask_smorest import abort
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ..applications.models import Application
 from ..applications.schemas import is_web_url
@@ -19,6 +19,13 @@ blp = Blueprint(
 blp.before_request(require_token)
 
 
+PROXIED_CONFIG = select(Application.config).where(
+    Application.id == bindparam("app_id"),
+    Application.is_active.is_(True),
+    Application.is_proxy_available.is_(True),
+)
+
+
 def proxied_web_url(app_id):
     """The application's web_url, or 404 unless it exists, is active, proxy-available
     and has a valid web_url.
@@ -34,13 +41,7 @@ def proxied_web_url(app_id):
         return web_url
     row = None
     if app_id <= MAX_ID:
-        row = db.session.execute(
-            select(Application.config).where(
-                Application.id == app_id,
-                Application.is_active.is_(True),
-                Application.is_proxy_available.is_(True),
-            )
-        ).first()
+        row = db.session.execute(PROXIED_CONFIG, {"app_id": app_id}).first()
     db.session.close()
     web_url = (row.config or {}).get("web_url") if row else None
     if not is_web_url(web_url):

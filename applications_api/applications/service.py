@@ -1,6 +1,7 @@
 """Writes to applications: defaults, config merge, soft delete, one transaction each."""
 
 from flask_smorest import abort
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..db_types import utcnow
@@ -33,11 +34,27 @@ def with_defaults(config):
     return config
 
 
+# Reads fetch plain rows with a statement built once (no ORM objects to construct, a
+# reused compiled form); writes load the ORM object, whose version check they need.
+APPLICATION_BY_ID = select(Application.__table__).where(Application.id == bindparam("app_id"))
+
+
+def _not_found(app_id):
+    abort(404, message=f"Application {app_id} does not exist.")
+
+
+def read_or_404(app_id):
+    """The application as a read-only row, for responses."""
+    row = None
+    if app_id <= MAX_ID:
+        row = db.session.execute(APPLICATION_BY_ID, {"app_id": app_id}).mappings().first()
+    return row or _not_found(app_id)
+
+
 def get_or_404(app_id):
+    """The application as an ORM object, for writes."""
     application = db.session.get(Application, app_id) if app_id <= MAX_ID else None
-    if application is None:
-        abort(404, message=f"Application {app_id} does not exist.")
-    return application
+    return application or _not_found(app_id)
 
 
 def _write(app_id, change):

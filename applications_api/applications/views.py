@@ -30,7 +30,7 @@ def limit_body_size():
 
 @blp.route("/")
 class Applications(MethodView):
-    @blp.arguments(ApplicationListArgsSchema, location="query")
+    @blp.arguments(ApplicationListArgsSchema(), location="query")
     @blp.response(200, ApplicationSchema(many=True))
     @blp.paginate()
     @blp.documents_errors(401, 503)
@@ -46,7 +46,7 @@ class Applications(MethodView):
         pagination_parameters.item_count = db.session.scalar(count)
         return db.session.execute(rows).mappings().all()
 
-    @blp.arguments(ApplicationCreateSchema)
+    @blp.arguments(ApplicationCreateSchema())
     @blp.response(201, ApplicationSchema, headers={
         "Location": {"description": "URL of the new application", "schema": {"type": "string"}}
     })
@@ -64,9 +64,9 @@ class Application(MethodView):
     @blp.documents_errors(401, 404, 503)
     def get(self, app_id):
         """Retrieve an application (soft-deleted ones too, with is_active false)"""
-        return service.get_or_404(app_id)
+        return service.read_or_404(app_id)
 
-    @blp.arguments(ApplicationReplaceSchema)
+    @blp.arguments(ApplicationReplaceSchema())
     @blp.response(200, ApplicationSchema)
     @blp.documents_errors(401, 403, 404, 413, 503)
     def put(self, data, app_id):
@@ -77,7 +77,7 @@ class Application(MethodView):
         """
         return service.update_application(app_id, data, merge_config=False)
 
-    @blp.arguments(ApplicationPatchSchema)
+    @blp.arguments(ApplicationPatchSchema())
     @blp.response(200, ApplicationSchema)
     @blp.documents_errors(401, 403, 404, 413, 503)
     def patch(self, data, app_id):

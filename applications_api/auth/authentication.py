@@ -4,13 +4,21 @@ from typing import NamedTuple
 
 from flask import current_app, g, request
 from flask_smorest import abort
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ..extensions import db
 from .models import Token, User
 from .tokens import key_digest
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+# Built once: SQLAlchemy then reuses its compiled form (and its cache key) every time.
+ACTIVE_USER_OF_TOKEN = (
+    select(User.id, User.is_staff)
+    .join(Token, Token.user_id == User.id)
+    .where(Token.key_digest == bindparam("digest"), User.is_active.is_(True))
+)
 
 
 class CurrentUser(NamedTuple):
@@ -35,11 +43,7 @@ def _lookup_user(key):
     cache = current_app.extensions["token_cache"]
     user = cache.get(digest)
     if user is None:
-        row = db.session.execute(
-            select(User.id, User.is_staff)
-            .join(Token, Token.user_id == User.id)
-            .where(Token.key_digest == digest, User.is_active.is_(True))
-        ).first()
+        row = db.session.execute(ACTIVE_USER_OF_TOKEN, {"digest": digest}).first()
         user = CurrentUser(*row) if row else None
         if user:
             cache.put(digest, user)
