@@ -4,6 +4,7 @@ import logging
 from pathlib import Path
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .settings import INSTANCE_DIR, load_settings
 
@@ -19,6 +20,7 @@ def create_app(env=None):
     app.json.sort_keys = False
     _configure_logging(settings)
 
+    from . import observability
     from .cache import TTLCache
     from .docs import assets as docs_assets
     from .errors import register_error_handlers
@@ -32,6 +34,12 @@ def create_app(env=None):
         install_sqlite_pragmas(db.engine)
     api = Api(app)
     register_error_handlers(app)
+    observability.init_app(app)
+    if settings.trusted_proxies:
+        # X-Forwarded-* are believed only as far as the proxies we run set them.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n,
+                                x_prefix=n)
     app.extensions["token_cache"] = TTLCache(settings.auth_cache_seconds)
     app.extensions["app_proxy_targets"] = TTLCache(settings.proxy_cache_seconds)
     if not settings.proxy_signing_key:
@@ -89,11 +97,12 @@ def _flask_config(settings):
 
 
 def _configure_logging(settings):
+    """The service's logs, request lines included, as JSON lines on stderr."""
+    from .observability import JsonFormatter
+
     logger = logging.getLogger(__name__)
     logger.setLevel(settings.log_level)
     if not logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
+        handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)

@@ -23,6 +23,8 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
+    environment: str
+    trusted_proxies: int
     database_url: str
     database_connect_timeout: float
     database_statement_timeout: float
@@ -93,7 +95,17 @@ def load_settings(env=None):
     log_level = env.get("LOG_LEVEL", "INFO").strip().upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise SettingsError(f"LOG_LEVEL: {log_level!r} is not a log level")
+    environment = env.get("APP_ENV", "development").strip().lower()
+    if environment not in ("development", "production"):
+        raise SettingsError(f"APP_ENV: {environment!r} is neither development nor production")
+    if environment == "production" and not env.get("APP_PROXY_SIGNING_KEY"):
+        raise SettingsError(
+            "APP_PROXY_SIGNING_KEY: required when APP_ENV=production "
+            "(backends could not trust the proxy's identity headers)"
+        )
     return Settings(
+        environment=environment,
+        trusted_proxies=_number(env, "TRUSTED_PROXIES", 0, cast=int, allow_zero=True),
         database_url=_database_url(env),
         database_connect_timeout=_number(env, "DATABASE_CONNECT_TIMEOUT", 3.0),
         database_statement_timeout=_number(env, "DATABASE_STATEMENT_TIMEOUT", 5.0),

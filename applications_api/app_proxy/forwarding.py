@@ -8,16 +8,17 @@ come from one pooled requests.Session per process.
 import http.cookiejar
 import logging
 import re
-import uuid
+import time
 from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from flask_smorest import abort
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 
+from ..observability import PROXY_UPSTREAM_DURATION, PROXY_UPSTREAM_ERRORS
 from . import signing
 from .network_policy import DeniedAddress, check_host
 
@@ -37,7 +38,6 @@ NOT_FORWARDED = HOP_BY_HOP | {
     "forwarded", "x-real-ip", "x-request-id",
     *(name.lower() for name in signing.IDENTITY_HEADERS),
 }
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class UpstreamBrokeOff(Exception):
@@ -109,11 +109,6 @@ def target_url(web_url, path):
     return f"{base.scheme}://{base.netloc}{base_path}{path}", base_path
 
 
-def request_id():
-    given = request.headers.get("X-Request-ID", "")
-    return given if REQUEST_ID.match(given) else uuid.uuid4().hex
-
-
 def upstream_headers(app_id, upstream_path, query, user_id):
     named_by_connection = {
         name.strip().lower() for name in request.headers.get("Connection", "").split(",")
@@ -130,7 +125,7 @@ def upstream_headers(app_id, upstream_path, query, user_id):
         "X-Forwarded-Host": request.host,
         "X-Forwarded-Proto": request.scheme,
         "X-Forwarded-Prefix": f"/api/v1/app_proxy/{app_id}",
-        "X-Request-ID": request_id(),
+        "X-Request-ID": g.request_id,
     })
     settings = current_app.config["SETTINGS"]
     headers.update(signing.identity_headers(
@@ -171,6 +166,11 @@ def rewrite_location(location, upstream_url, base_url, app_id):
     return location
 
 
+def _fail(app_id, status, error, message):
+    PROXY_UPSTREAM_ERRORS.labels(app_id, error).inc()
+    abort(status, message=message)
+
+
 def forward(app_id, web_url, raw_path, user_id):
     """Send this request to the application's backend and stream its answer back."""
     settings = current_app.config["SETTINGS"]
@@ -181,15 +181,16 @@ def forward(app_id, web_url, raw_path, user_id):
                    settings.proxy_denied_networks)
     except DeniedAddress as error:
         log.warning("app_proxy %s: refused: %s", app_id, error)
-        abort(502, message="The application's backend is in a denied network.")
+        _fail(app_id, 502, "denied", "The application's backend is in a denied network.")
     except OSError as error:
         log.warning("app_proxy %s: cannot resolve %s: %s", app_id, parts.hostname, error)
-        abort(502, message="The application's backend cannot be reached.")
+        _fail(app_id, 502, "unresolvable", "The application's backend cannot be reached.")
 
     query = request.query_string.decode("latin-1")
     if query:
         url = f"{url}?{query}"
     headers = upstream_headers(app_id, parts.path, query, user_id)
+    started = time.perf_counter()
     try:
         upstream = upstream_session().request(
             request.method,
@@ -202,10 +203,11 @@ def forward(app_id, web_url, raw_path, user_id):
         )
     except (requests.ConnectTimeout, requests.ReadTimeout) as error:
         log.warning("app_proxy %s: %s timed out: %s", app_id, url, error)
-        abort(504, message="The application's backend did not answer in time.")
+        _fail(app_id, 504, "timeout", "The application's backend did not answer in time.")
     except requests.RequestException as error:
         log.warning("app_proxy %s: %s failed: %s", app_id, url, error)
-        abort(502, message="The application's backend cannot be reached.")
+        _fail(app_id, 502, "unreachable", "The application's backend cannot be reached.")
+    PROXY_UPSTREAM_DURATION.labels(app_id).observe(time.perf_counter() - started)
     return _response(upstream, app_id, f"{parts.scheme}://{parts.netloc}{base_path}")
 
 
@@ -232,11 +234,11 @@ def _response(upstream, app_id, base_url):
     except ReadTimeoutError:
         upstream.close()
         log.warning("app_proxy %s: upstream body timed out", app_id)
-        abort(504, message="The application's backend did not answer in time.")
+        _fail(app_id, 504, "timeout", "The application's backend did not answer in time.")
     except (Urllib3Error, OSError) as error:
         upstream.close()
         log.warning("app_proxy %s: upstream body broke off: %s", app_id, error)
-        abort(502, message="The application's backend broke off its answer.")
+        _fail(app_id, 502, "broken_body", "The application's backend broke off its answer.")
 
     def body():
         try:
@@ -245,6 +247,7 @@ def _response(upstream, app_id, base_url):
         except (Urllib3Error, OSError) as error:
             # Headers are sent: cutting the connection is the only honest signal left.
             log.warning("app_proxy %s: upstream body broke off: %s", app_id, error)
+            PROXY_UPSTREAM_ERRORS.labels(app_id, "broken_body").inc()
             raise UpstreamBrokeOff(str(error)) from None
         finally:
             upstream.close()

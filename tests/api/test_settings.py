@@ -50,6 +50,9 @@ def test_database_urls_as_platforms_hand_them_out(given, expected):
         ("APP_PROXY_DENIED_NETWORKS", "not-a-cidr"),
         ("LOG_LEVEL", "LOUD"),
         ("AUTH_CACHE_SECONDS", "-1"),
+        ("TRUSTED_PROXIES", "-1"),
+        ("TRUSTED_PROXIES", "one"),
+        ("APP_ENV", "staging"),
         ("APP_PROXY_CACHE_SECONDS", "never"),
     ],
 )
@@ -57,6 +60,14 @@ def test_an_invalid_setting_names_itself(name, value):
     with pytest.raises(SettingsError) as error:
         load_settings({name: value})
     assert str(error.value).startswith(f"{name}:")
+
+
+def test_production_refuses_to_start_without_a_signing_key():
+    with pytest.raises(SettingsError) as error:
+        load_settings({"APP_ENV": "production"})
+    assert str(error.value).startswith("APP_PROXY_SIGNING_KEY:")
+    settings = load_settings({"APP_ENV": "production", "APP_PROXY_SIGNING_KEY": "k"})
+    assert settings.environment == "production"
 
 
 def test_an_empty_denied_network_list_is_allowed():

@@ -1,0 +1,118 @@
+"""What operators see of each request: its id, one JSON log line, Prometheus metrics.
+
+Every response carries `X-Request-ID` (the caller's, when well-formed, else a new one);
+the same id goes upstream through app_proxy and into the log line. Log lines never hold
+headers, so never a token or a cookie.
+
+Metrics are prometheus-client's. Under gunicorn, gunicorn.conf.py sets
+PROMETHEUS_MULTIPROC_DIR so `/metrics` adds up every worker's figures.
+"""
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from datetime import datetime, timezone
+
+from flask import Blueprint, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+request_log = logging.getLogger("applications_api.requests")
+
+HTTP_REQUESTS = Counter(
+    "applications_http_requests_total", "Requests answered.", ["endpoint", "method", "status"]
+)
+HTTP_DURATION = Histogram(
+    "applications_http_request_duration_seconds",
+    "Time from the request's arrival until its response was closed.",
+    ["endpoint", "method"],
+)
+PROXY_UPSTREAM_DURATION = Histogram(
+    "app_proxy_upstream_duration_seconds",
+    "Time until an application's backend answered with its status and headers.",
+    ["application_id"],
+)
+PROXY_UPSTREAM_ERRORS = Counter(
+    "app_proxy_upstream_errors_total",
+    "app_proxy calls whose backend failed: unreachable, timeout, denied, broken body.",
+    ["application_id", "error"],
+)
+
+metrics = Blueprint("metrics", __name__)
+
+
+@metrics.route("/metrics")
+def prometheus_metrics():
+    """Prometheus text format. Keep it off the public site (see deploy/nginx.conf)."""
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the record's fields."""
+
+    def format(self, record):
+        line = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def init_app(app):
+    app.before_request(_start)
+    app.after_request(_finish)
+    app.register_blueprint(metrics)
+
+
+def _start():
+    given = request.headers.get("X-Request-ID", "")
+    g.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+
+
+def _finish(response):
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    started = g.get("request_started", time.perf_counter())
+    response.headers["X-Request-ID"] = request_id
+    endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+    user = g.get("user")
+    fields = {
+        "request_id": request_id,
+        "method": request.method,
+        "path": request.path,
+        "status": response.status_code,
+        "user_id": user.id if user else None,
+        "application_id": (request.view_args or {}).get("app_id"),
+        "remote_addr": request.remote_addr,
+    }
+
+    def record():
+        # Runs when the response is closed: a streamed proxy answer counts in full.
+        duration = time.perf_counter() - started
+        HTTP_REQUESTS.labels(endpoint, fields["method"], fields["status"]).inc()
+        HTTP_DURATION.labels(endpoint, fields["method"]).observe(duration)
+        fields["duration_ms"] = round(duration * 1000, 3)
+        request_log.info("request", extra={"fields": fields})
+
+    response.call_on_close(record)
+    return response

@@ -1,0 +1,106 @@
+import json
+import logging
+import socket
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from applications_api import create_app
+from applications_api.observability import JsonFormatter
+from tests.conftest import make_env
+
+
+def request_lines(caplog):
+    return [r for r in caplog.records if r.name == "applications_api.requests"]
+
+
+def test_every_response_carries_a_request_id(client, reader):
+    given = client.get("/api/v1/applications/", headers={**reader, "X-Request-ID": "abc-123"})
+    assert given.headers["X-Request-ID"] == "abc-123"
+    made = client.get("/api/v1/applications/", headers={**reader, "X-Request-ID": "bad id!"})
+    assert len(made.headers["X-Request-ID"]) == 32
+    assert client.get("/api/v1/nowhere").headers["X-Request-ID"]
+
+
+def test_one_json_line_per_request_without_secrets(client, reader, create, caplog):
+    created = create()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="applications_api.requests"):
+        client.get(
+            f"/api/v1/applications/{created['id']}/?x=1",
+            headers={**reader, "Cookie": "session=hunter2", "X-Request-ID": "rid-1"},
+        ).close()
+    [record] = request_lines(caplog)
+    line = JsonFormatter().format(record)
+    fields = json.loads(line)
+    assert fields["request_id"] == "rid-1"
+    assert fields["method"] == "GET"
+    assert fields["path"] == f"/api/v1/applications/{created['id']}/"
+    assert fields["status"] == 200
+    assert fields["application_id"] == created["id"]
+    assert isinstance(fields["user_id"], int)
+    assert fields["duration_ms"] >= 0
+    assert fields["time"].endswith("+00:00")
+    token = reader["Authorization"].split()[1]
+    assert token not in line
+    assert "hunter2" not in line
+
+
+def test_unauthenticated_requests_are_logged_too(client, caplog):
+    with caplog.at_level(logging.INFO, logger="applications_api.requests"):
+        client.get("/api/v1/applications/").close()
+    [record] = request_lines(caplog)
+    assert record.fields["status"] == 401
+    assert record.fields["user_id"] is None
+
+
+def sample(client, name, **labels):
+    text = client.get("/metrics").get_data(as_text=True)
+    for family in text_string_to_metric_families(text):
+        for metric in family.samples:
+            if metric.name == name and all(metric.labels.get(k) == str(v)
+                                           for k, v in labels.items()):
+                return metric.value
+    return 0.0
+
+
+def test_metrics_count_requests_by_endpoint_and_status(client, reader):
+    endpoint = "/api/v1/applications/<int:app_id>/"
+    before = sample(client, "applications_http_requests_total", endpoint=endpoint,
+                    method="GET", status=404)
+    for _ in range(3):
+        client.get("/api/v1/applications/999999/", headers=reader).close()
+    after = sample(client, "applications_http_requests_total", endpoint=endpoint,
+                   method="GET", status=404)
+    assert after - before == 3
+    assert sample(client, "applications_http_request_duration_seconds_count",
+                  endpoint=endpoint, method="GET") >= 3
+    response = client.get("/metrics")
+    assert response.content_type.startswith("text/plain")
+
+
+def test_proxy_metrics_by_application(client, reader, create, proxied, upstream):
+    client.get(f"/api/v1/app_proxy/{proxied['id']}/x", headers=reader).close()
+    assert sample(client, "app_proxy_upstream_duration_seconds_count",
+                  application_id=proxied["id"]) >= 1
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    dead = create(is_proxy_available=True, config={"web_url": f"http://127.0.0.1:{port}/"})
+    before = sample(client, "app_proxy_upstream_errors_total", application_id=dead["id"],
+                    error="unreachable")
+    assert client.get(f"/api/v1/app_proxy/{dead['id']}/x", headers=reader).status_code == 502
+    assert sample(client, "app_proxy_upstream_errors_total", application_id=dead["id"],
+                  error="unreachable") == before + 1
+
+
+def test_forwarded_for_is_trusted_only_from_configured_proxies(
+    database_url, reader, proxied, upstream
+):
+    spoofed = {**reader, "X-Forwarded-For": "6.6.6.6, 10.1.1.1"}
+    direct = create_app(make_env(database_url)).test_client()
+    direct.get(f"/api/v1/app_proxy/{proxied['id']}/x", headers=spoofed)
+    assert upstream.last.headers["X-Forwarded-For"] == "127.0.0.1"
+
+    behind_nginx = create_app(make_env(database_url, TRUSTED_PROXIES="1")).test_client()
+    behind_nginx.get(f"/api/v1/app_proxy/{proxied['id']}/x", headers=spoofed)
+    assert upstream.last.headers["X-Forwarded-For"] == "10.1.1.1"
