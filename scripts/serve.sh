@@ -14,5 +14,4 @@ echo "Swagger UI:   http://$address/api/v1/docs/"
 echo "Staff token:  $token"
 echo "Try:          curl -H 'Authorization: Token $token' http://$address/api/v1/applications/"
 echo
-exec .venv/bin/gunicorn --bind "$address" --workers 2 --threads 8 --worker-class gthread \
-    --access-logfile - wsgi:app
+GUNICORN_BIND="$address" exec .venv/bin/gunicorn -c gunicorn.conf.py wsgi:app

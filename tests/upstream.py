@@ -98,13 +98,13 @@ class Upstream:
                 upstream.answer(self, record)
 
             def _read_chunked(self):
-                body = b""
+                body = bytearray()
                 while True:
                     size = int(self.rfile.readline().split(b";")[0], 16)
                     if size == 0:
                         while self.rfile.readline() not in (b"\r\n", b""):
                             pass
-                        return body
+                        return bytes(body)
                     body += self.rfile.read(size)
                     self.rfile.readline()
 

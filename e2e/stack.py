@@ -1,0 +1,114 @@
+"""The production stack on loopback: gunicorn (gunicorn.conf.py) behind nginx
+(deploy/nginx.conf), on the PostgreSQL database named by DATABASE_URL."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SIGNING_KEY = "e2e-signing-key"
+
+NGINX_MAIN = """
+daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {prefix}/site.conf;
+}}
+"""
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url, process, log):
+    for _ in range(150):
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited: {Path(log).read_text()[-2000:]}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up: {Path(log).read_text()[-2000:]}")
+
+
+class Stack:
+    def __init__(self, database_url):
+        self.dir = Path(tempfile.mkdtemp(prefix="e2e-stack-"))
+        os.chmod(self.dir, 0o755)
+        self.gunicorn_port = free_port()
+        self.nginx_port = free_port()
+        self.url = f"http://127.0.0.1:{self.nginx_port}"
+        self.gunicorn_url = f"http://127.0.0.1:{self.gunicorn_port}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "APP_ENV": "production",
+            "APP_PROXY_SIGNING_KEY": SIGNING_KEY,
+            "TRUSTED_PROXIES": "1",
+            "GUNICORN_BIND": f"127.0.0.1:{self.gunicorn_port}",
+            "PROMETHEUS_MULTIPROC_DIR": str(self.dir / "metrics"),
+            "LOG_LEVEL": "INFO",
+        }
+        (self.dir / "metrics").mkdir()
+        self.flask("db", "upgrade")
+        self.staff_token = self.flask("create-token", "e2e-operator", "--staff")
+        self.log = self.dir / "gunicorn.log"
+        self.gunicorn = subprocess.Popen(
+            [BIN / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+        )
+        wait_until_up(self.gunicorn_url + "/api/v1/healthcheck/", self.gunicorn, self.log)
+        self.nginx = self._start_nginx()
+
+    def flask(self, *args):
+        result = subprocess.run(
+            [BIN / "flask", "--app", "wsgi", *args], cwd=ROOT, env=self.env,
+            capture_output=True, text=True, check=True,
+        )
+        return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+
+    def _start_nginx(self):
+        site = (ROOT / "deploy" / "nginx.conf").read_text()
+        site = site.replace("listen 80;", f"listen 127.0.0.1:{self.nginx_port};")
+        site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{self.gunicorn_port};")
+        (self.dir / "site.conf").write_text(site)
+        (self.dir / "nginx.conf").write_text(NGINX_MAIN.format(prefix=self.dir))
+        process = subprocess.Popen(
+            [shutil.which("nginx"), "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_until_up(self.url + "/api/v1/healthcheck/", process, self.dir / "error.log")
+        return process
+
+    def log_lines(self):
+        return self.log.read_text().splitlines()
+
+    def stop(self):
+        for process in (self.nginx, self.gunicorn):
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,175 @@
+"""Smoke checks of the deployed stack, through nginx as clients reach it."""
+
+import hashlib
+import json
+import os
+import random
+import subprocess
+import time
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from applications_api.app_proxy import signing
+from e2e.stack import BIN, ROOT, SIGNING_KEY
+from tests.upstream import send, send_chunked
+
+MIB = 1 << 20
+BIG = 50 * MIB
+
+
+def pseudo_random_chunks(total, seed):
+    rng = random.Random(seed)
+    for _ in range(total // MIB):
+        yield rng.randbytes(MIB)
+
+
+def digest(chunks):
+    sha = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        sha.update(chunk)
+        size += len(chunk)
+    return size, sha.hexdigest()
+
+
+def test_healthcheck(stack):
+    response = requests.get(f"{stack.url}/api/v1/healthcheck/", timeout=10)
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response.headers["X-Request-ID"]
+
+
+def test_create_list_filter_soft_delete(stack, staff):
+    api = f"{stack.url}/api/v1/applications/"
+    created = requests.post(api, json={"name": "E2E shop front", "application_type": "commerce"},
+                            headers=staff, timeout=10)
+    assert created.status_code == 201
+    app_id = created.json()["id"]
+    listed = requests.get(api, params={"name__icontains": "e2e SHOP",
+                                       "application_type": "commerce", "is_active": "true"},
+                          headers=staff, timeout=10)
+    assert [row["id"] for row in listed.json()] == [app_id]
+    assert json.loads(listed.headers["X-Pagination"])["total"] == 1
+    assert requests.delete(f"{api}{app_id}/", headers=staff, timeout=10).status_code == 204
+    assert requests.get(f"{api}{app_id}/", headers=staff, timeout=10).json()["is_active"] is False
+
+
+def test_unauthenticated_is_401_json(stack):
+    response = requests.get(f"{stack.url}/api/v1/applications/", timeout=10)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Token"
+    assert response.json()["code"] == 401
+
+
+def proxied_app(stack, staff, upstream):
+    response = requests.post(
+        f"{stack.url}/api/v1/applications/",
+        json={"name": "E2E backend", "application_type": "extension",
+              "is_proxy_available": True, "config": {"web_url": f"{upstream.url}/ext/"}},
+        headers=staff, timeout=10,
+    )
+    return response.json()["id"]
+
+
+def test_streamed_50_mb_download_through_the_proxy(stack, staff, upstream):
+    app_id = proxied_app(stack, staff, upstream)
+    upstream.answer = lambda handler, record: send_chunked(
+        handler, 200, pseudo_random_chunks(BIG, seed=1),
+        {"Content-Type": "application/octet-stream"},
+    )
+    with requests.get(f"{stack.url}/api/v1/app_proxy/{app_id}/big.bin", headers=staff,
+                      stream=True, timeout=120) as response:
+        assert response.status_code == 200
+        received = digest(response.iter_content(MIB))
+    assert received == digest(pseudo_random_chunks(BIG, seed=1))
+
+
+def test_streamed_50_mb_upload_through_the_proxy(stack, staff, upstream):
+    app_id = proxied_app(stack, staff, upstream)
+    upstream.answer = lambda handler, record: send(handler, 201, b"stored")
+    response = requests.put(f"{stack.url}/api/v1/app_proxy/{app_id}/upload",
+                            data=pseudo_random_chunks(BIG, seed=2), headers=staff, timeout=120)
+    assert response.status_code == 201
+    assert digest([upstream.last.body]) == digest(pseudo_random_chunks(BIG, seed=2))
+
+
+def test_forwarded_headers_cannot_be_spoofed_and_the_identity_verifies(stack, staff, upstream):
+    app_id = proxied_app(stack, staff, upstream)
+    upstream.answer = lambda handler, record: send(handler, 200, b"ok")
+    requests.get(f"{stack.url}/api/v1/app_proxy/{app_id}/who?x=1",
+                 headers={**staff, "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil",
+                          "X-Request-ID": "e2e-spoof-check"}, timeout=10)
+    received = upstream.last.headers
+    assert received["X-Forwarded-For"] == "127.0.0.1"
+    assert received["X-Forwarded-Host"] == f"127.0.0.1:{stack.nginx_port}"
+    assert received["X-Request-ID"] == "e2e-spoof-check"
+    path, _, query = upstream.last.path.partition("?")
+    assert signing.verify(SIGNING_KEY, "GET", path, query, received)
+
+
+def metric(text, name, **labels):
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def test_metrics_add_up_every_worker(stack):
+    endpoint = "/api/v1/healthcheck/"
+
+    def count():
+        text = requests.get(f"{stack.url}/metrics", timeout=10).text
+        return metric(text, "applications_http_requests_total", endpoint=endpoint,
+                      status="200")
+
+    before = count()
+    for _ in range(40):  # a new connection each: the two workers share them
+        requests.get(f"{stack.gunicorn_url}{endpoint}", timeout=10).close()
+    time.sleep(0.2)
+    assert count() - before == 40
+    files = os.listdir(stack.env["PROMETHEUS_MULTIPROC_DIR"])
+    assert len({name.rsplit("_", 1)[-1] for name in files}) >= 2  # several workers wrote
+
+
+def test_one_json_log_line_per_request_without_secrets(stack, staff):
+    requests.get(f"{stack.url}/api/v1/applications/",
+                 headers={**staff, "X-Request-ID": "e2e-log-check", "Cookie": "sid=hunter2"},
+                 timeout=10)
+    time.sleep(0.3)
+    lines = [json.loads(line) for line in stack.log_lines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("request_id") == "e2e-log-check"]
+    assert len(mine) == 1
+    assert mine[0]["status"] == 200
+    assert mine[0]["remote_addr"] == "127.0.0.1"
+    assert mine[0]["user_id"]
+    text = stack.log.read_text()
+    assert stack.staff_token not in text
+    assert "hunter2" not in text
+
+
+def start_gunicorn_with(env_changes):
+    env = {**os.environ, "GUNICORN_BIND": "127.0.0.1:0", **env_changes}
+    return subprocess.run(
+        [BIN / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_an_invalid_setting_stops_start_up_with_one_line():
+    for changes, expected in (
+        ({"DATABASE_URL": "mysql://x/y"}, "configuration error: DATABASE_URL:"),
+        ({"APP_PROXY_CONNECT_TIMEOUT": "-1"}, "configuration error: APP_PROXY_CONNECT_TIMEOUT:"),
+        ({"APP_PROXY_DENIED_NETWORKS": "10.0.0.0/99"},
+         "configuration error: APP_PROXY_DENIED_NETWORKS:"),
+        ({"APP_ENV": "production", "APP_PROXY_SIGNING_KEY": ""},
+         "configuration error: APP_PROXY_SIGNING_KEY:"),
+        ({"GUNICORN_WORKERS": "many"}, "configuration error: GUNICORN_WORKERS:"),
+    ):
+        result = start_gunicorn_with(changes)
+        assert result.returncode != 0
+        errors = [line for line in (result.stdout + result.stderr).splitlines()
+                  if "configuration error" in line]
+        assert len(errors) == 1 and errors[0].startswith(expected), result.stderr

@@ -1,0 +1,64 @@
+"""gunicorn settings, from environment variables: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+| variable                  | default         |                                            |
+|---------------------------|-----------------|--------------------------------------------|
+| GUNICORN_BIND             | 127.0.0.1:8000  | behind nginx, listen on loopback only      |
+| GUNICORN_WORKERS          | 2               | processes (about one per core)             |
+| GUNICORN_THREADS          | 8               | threads per process (gthread)              |
+| GUNICORN_TIMEOUT          | 60              | seconds a silent worker lives              |
+| GUNICORN_GRACEFUL_TIMEOUT | 30              | seconds to finish requests on stop/HUP     |
+| GUNICORN_KEEPALIVE        | 5               | seconds an idle keep-alive connection waits|
+| GUNICORN_MAX_REQUESTS     | 10000           | recycle a worker after this many (+jitter) |
+| GUNICORN_ACCESS_LOG       | (off)           | "-" for gunicorn's own access log on stdout; the app already writes one JSON line per request |
+| PROMETHEUS_MULTIPROC_DIR  | a new temp dir  | where workers share their metrics          |
+"""
+
+import os
+import sys
+import tempfile
+
+
+def _positive_int(name, default):
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        sys.exit(f"configuration error: {name}: must be a whole number above 0, got {raw!r}")
+    return int(raw)
+
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+worker_class = "gthread"
+workers = _positive_int("GUNICORN_WORKERS", 2)
+threads = _positive_int("GUNICORN_THREADS", 8)
+timeout = _positive_int("GUNICORN_TIMEOUT", 60)
+graceful_timeout = _positive_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = _positive_int("GUNICORN_KEEPALIVE", 5)
+max_requests = _positive_int("GUNICORN_MAX_REQUESTS", 10000)
+max_requests_jitter = max_requests // 10
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+errorlog = "-"
+# gunicorn runs behind nginx, which sets X-Forwarded-*; the app decides how far to
+# trust them (TRUSTED_PROXIES), so gunicorn passes them through untouched.
+forwarded_allow_ips = "*"
+
+# prometheus-client reads this when first imported, so it is set before the app loads.
+# A fresh directory per start: stale files of dead workers would skew the sums.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="applications-metrics-")
+
+
+def on_starting(server):
+    """Refuse to start on an invalid setting, with one line naming it."""
+    from applications_api.settings import SettingsError, load_settings
+
+    try:
+        load_settings()
+    except SettingsError as error:
+        sys.exit(f"configuration error: {error}")
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# End-to-end: installs nginx and Chromium (Debian packages) when missing, starts
+# PostgreSQL when down, and runs e2e/ against gunicorn behind nginx on a fresh database.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-venv.sh requirements-dev.txt
+
+missing=()
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+    for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+database="applications_e2e_$$"
+psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $database"
+trap 'psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"' EXIT
+DATABASE_URL="postgresql://postgres@127.0.0.1:5432/$database" \
+    .venv/bin/python -m pytest -p no:cacheprovider e2e "$@"
