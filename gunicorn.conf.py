@@ -9,7 +9,10 @@
 | GUNICORN_GRACEFUL_TIMEOUT | 30              | seconds to finish requests on stop/HUP     |
 | GUNICORN_KEEPALIVE        | 5               | seconds an idle keep-alive connection waits|
 | GUNICORN_MAX_REQUESTS     | 10000           | recycle a worker after this many (+jitter) |
-| GUNICORN_ACCESS_LOG       | (off)           | "-" for gunicorn's own access log on stdout; the app already writes one JSON line per request |
+| GUNICORN_ACCESS_LOG       | (off)           | "-": gunicorn's own access log on stdout  |
+
+The app itself writes one JSON line per request, so gunicorn's access log stays off
+unless asked for.
 | PROMETHEUS_MULTIPROC_DIR  | a new temp dir  | where workers share their metrics          |
 """
 
