@@ -41,6 +41,8 @@ max_requests = _positive_int("GUNICORN_MAX_REQUESTS", 10000)
 max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
+# No management socket under $HOME (read-only under the systemd unit); signals suffice.
+control_socket_disable = True
 # gunicorn runs behind nginx, which sets X-Forwarded-*; the app decides how far to
 # trust them (TRUSTED_PROXIES), so gunicorn passes them through untouched.
 forwarded_allow_ips = "*"
