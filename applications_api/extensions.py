@@ -15,12 +15,12 @@ from flask import current_app, request
 from flask_migrate import Migrate
 from flask_smorest import Api as BaseApi
 from flask_smorest import Blueprint as BaseBlueprint
+from flask_smorest import abort
 from flask_smorest.pagination import PaginationParameters
 from flask_smorest.utils import unpack_tuple_response
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import event
-from flask_smorest import abort
 from marshmallow import missing
+from sqlalchemy import event
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from .errors import ErrorSchema, error_payload

@@ -190,11 +190,41 @@ def wrk(server, path, args, env, script=None):
     }
 
 
-def report(name, result, ceiling_rps):
-    share = 100 * result["rps"] / ceiling_rps
-    split = "/".join(str(n) for n in result["split"]) if any(result["split"]) else "-"
-    print(f"{name:<28} {result['rps']:>9.0f} {share:>8.1f}% {result['p50']:>9.2f} "
-          f"{result['p99']:>9.2f} {result['errors']:>7}  {split}", flush=True)
+class Report:
+    """Collects the figures; prints them against the ceiling at the end.
+
+    The ceiling is measured first and last, and the higher run is the baseline: a noisy
+    neighbour slowing one ceiling run must not flatter the API's shares.
+    """
+
+    def __init__(self):
+        self.rows, self.lines, self.ceilings = [], [], []
+
+    def add(self, name, result):
+        self.rows.append((name, result))
+        print(f"  {name}: {result['rps']:.0f} req/s", flush=True)
+
+    def note(self, line):
+        self.lines.append(line)
+        print(f"  {line}", flush=True)
+
+    def ceiling(self, result):
+        self.ceilings.append(result)
+        self.add(f"ceiling, run {len(self.ceilings)}", result)
+
+    def print(self):
+        baseline = max(run["rps"] for run in self.ceilings)
+        print(f"\n{'scenario':<30} {'req/s':>9} {'ceiling':>9} {'p50 ms':>9} {'p99 ms':>9} "
+              f"{'non-2xx':>7}  connections per worker")
+        for name, result in self.rows:
+            share = 100 * result["rps"] / baseline
+            split = "/".join(str(n) for n in result["split"]) if any(result["split"]) else "-"
+            print(f"{name:<30} {result['rps']:>9.0f} {share:>8.1f}% {result['p50']:>9.2f} "
+                  f"{result['p99']:>9.2f} {result['errors']:>7}  {split}")
+        print(f"(ceiling baseline: {baseline:.0f} req/s, the higher of "
+              f"{len(self.ceilings)} runs)")
+        for line in self.lines:
+            print(line)
 
 
 def transfer_rate(method, url, headers, size, repeat=3):
@@ -233,7 +263,7 @@ def peak_rss_growth_kib(server, download):
     return max(peak) - baseline
 
 
-def proxy_scenarios(args, env, api, ceiling_rps):
+def proxy_scenarios(args, env, api, report):
     nginx = Nginx(8103, {"1k.bin": 1024, "10m.bin": 10 << 20, "200m.bin": 200 << 20})
     try:
         auth = {"Authorization": f"Token {env['BENCH_TOKEN']}"}
@@ -244,8 +274,8 @@ def proxy_scenarios(args, env, api, ceiling_rps):
             headers=auth, timeout=30,
         ).json()
         proxy = f"/api/v1/app_proxy/{created['id']}"
-        report("proxy: 1 KiB GET", wrk(api, f"{proxy}/1k.bin", args, env), ceiling_rps)
-        report("direct: 1 KiB GET (nginx)", wrk(Direct(8103), "/1k.bin", args, env), ceiling_rps)
+        report.add("proxy: 1 KiB GET", wrk(api, f"{proxy}/1k.bin", args, env))
+        report.add("direct: 1 KiB GET (nginx)", wrk(Direct(8103), "/1k.bin", args, env))
         base = f"http://127.0.0.1:{api.port}{proxy}"
         for label, method, url, headers in (
             ("proxy: 10 MiB download", "GET", f"{base}/10m.bin", auth),
@@ -253,15 +283,37 @@ def proxy_scenarios(args, env, api, ceiling_rps):
             ("proxy: 10 MiB upload", "PUT", f"{base}/upload", auth),
             ("direct: 10 MiB upload", "PUT", f"{nginx.url}/upload", {}),
         ):
-            print(f"{label:<28} {transfer_rate(method, url, headers, 10 << 20):>9.0f} MB/s",
-                  flush=True)
+            report.note(f"{label}: {transfer_rate(method, url, headers, 10 << 20):.0f} MB/s")
         growth = peak_rss_growth_kib(
             api, lambda: transfer_rate("GET", f"{base}/200m.bin", auth, 200 << 20, repeat=1)
         )
-        print(f"{'proxy: 200 MB download':<28} workers' RSS rose by {growth / 1024:.1f} MB",
-              flush=True)
+        report.note(f"proxy: 200 MB download: workers' RSS rose by {growth / 1024:.1f} MB")
     finally:
         nginx.stop()
+
+
+def api_scenarios(args, env, api, database_url, report):
+    seed(database_url, 1000)
+    small = wrk(api, FILTERED, args, env)
+    small_broad = wrk(api, BROAD, args, env)
+    report.add("filtered list, 1,000 rows", small)
+    report.add("broad filter, 1,000 rows", small_broad)
+    seed(database_url, 2000)
+    report.add("retrieve", wrk(api, "", args, env, "retrieve.lua"))
+    report.add("list limit=50", wrk(api, "/api/v1/applications/?limit=50", args, env))
+    report.add("filtered list", wrk(api, FILTERED, args, env))
+    report.add("patch", wrk(api, "", args, env, "patch.lua"))
+    report.add("create", wrk(api, "", args, env, "create.lua"))
+    seed(database_url, args.large)
+    large = wrk(api, FILTERED, args, env)
+    report.add(f"filtered list, {args.large:,} rows", large)
+    large_broad = wrk(api, BROAD, args, env)
+    report.add(f"broad filter, {args.large:,} rows", large_broad)
+    report.note(
+        f"filtered-list p50 at {args.large:,} rows / at 1,000 rows: "
+        f"{large['p50'] / small['p50']:.2f}x (the same {SELECTIVE_ROWS} names match); "
+        f"broad filter (2% of rows match): {large_broad['p50'] / small_broad['p50']:.2f}x"
+    )
 
 
 def main():
@@ -270,43 +322,22 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install wrk nginx-light")
     database_url = recreate_database(args.admin_url, args.database)
-    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING",
-           "BENCH_ROWS": "2000"}
+    # Default settings, INFO logging included: one JSON line per request, as deployed.
+    env = {**os.environ, "DATABASE_URL": database_url, "BENCH_ROWS": "2000"}
     flask(env, "db", "upgrade")
     env["BENCH_TOKEN"] = flask(env, "create-token", "bench", "--staff")
 
     api = Server("wsgi:app", 8101, env)
     ceiling = Server("bench.ceiling:app", 8102, env)
+    report = Report()
     try:
-        print(f"{'scenario':<28} {'req/s':>9} {'ceiling':>9} {'p50 ms':>9} {'p99 ms':>9} "
-              f"{'non-2xx':>7}  connections per worker")
-        top = wrk(ceiling, "/", args, env)
-        report("ceiling (raw WSGI, 50 items)", top, top["rps"])
+        report.ceiling(wrk(ceiling, "/", args, env))
         if args.only != "api":
-            proxy_scenarios(args, env, api, top["rps"])
-        if args.only == "proxy":
-            return
-        seed(database_url, 1000)
-        small = wrk(api, FILTERED, args, env)
-        small_broad = wrk(api, BROAD, args, env)
-        seed(database_url, 2000)
-        report("filtered list, 1,000 rows", small, top["rps"])
-        report("broad filter, 1,000 rows", small_broad, top["rps"])
-        report("retrieve", wrk(api, "", args, env, "retrieve.lua"), top["rps"])
-        report("list limit=50", wrk(api, "/api/v1/applications/?limit=50", args, env),
-               top["rps"])
-        report("filtered list", wrk(api, FILTERED, args, env), top["rps"])
-        report("patch", wrk(api, "", args, env, "patch.lua"), top["rps"])
-        report("create", wrk(api, "", args, env, "create.lua"), top["rps"])
-        seed(database_url, args.large)
-        large = wrk(api, FILTERED, args, env)
-        report(f"filtered list, {args.large:,} rows", large, top["rps"])
-        large_broad = wrk(api, BROAD, args, env)
-        report(f"broad filter, {args.large:,} rows", large_broad, top["rps"])
-        print(f"filtered-list p50 at {args.large:,} rows / at 1,000 rows: "
-              f"{large['p50'] / small['p50']:.2f}x (the same {SELECTIVE_ROWS} names match); "
-              f"broad filter (2% of rows match): "
-              f"{large_broad['p50'] / small_broad['p50']:.2f}x")
+            proxy_scenarios(args, env, api, report)
+        if args.only != "proxy":
+            api_scenarios(args, env, api, database_url, report)
+        report.ceiling(wrk(ceiling, "/", args, env))
+        report.print()
     finally:
         api.stop()
         ceiling.stop()

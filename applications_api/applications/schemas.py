@@ -52,7 +52,7 @@ def is_web_url(value):
         return False
     try:
         parts = urlsplit(value)
-        parts.port  # raises ValueError on a malformed port
+        parts.port  # noqa: B018 - reading it raises ValueError on a malformed port
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
