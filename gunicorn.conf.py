@@ -8,7 +8,7 @@
 | GUNICORN_TIMEOUT          | 60              | seconds a silent worker lives              |
 | GUNICORN_GRACEFUL_TIMEOUT | 30              | seconds to finish requests on stop/HUP     |
 | GUNICORN_KEEPALIVE        | 5               | seconds an idle keep-alive connection waits|
-| GUNICORN_MAX_REQUESTS     | 10000           | recycle a worker after this many (+jitter) |
+| GUNICORN_MAX_REQUESTS     | 100000          | recycle a worker after this many (+10%)    |
 | GUNICORN_ACCESS_LOG       | (off)           | "-": gunicorn's own access log on stdout  |
 
 The app itself writes one JSON line per request, so gunicorn's access log stays off
@@ -37,7 +37,7 @@ threads = _positive_int("GUNICORN_THREADS", 8)
 timeout = _positive_int("GUNICORN_TIMEOUT", 60)
 graceful_timeout = _positive_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _positive_int("GUNICORN_KEEPALIVE", 5)
-max_requests = _positive_int("GUNICORN_MAX_REQUESTS", 10000)
+max_requests = _positive_int("GUNICORN_MAX_REQUESTS", 100000)
 max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"

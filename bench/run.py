@@ -29,7 +29,7 @@ from upstream_nginx import Nginx
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 LUA = ROOT / "bench" / "lua"
-GUNICORN = ["-w", "2", "-k", "gthread", "--threads", "8"]
+GUNICORN = ["-c", "bench/gunicorn.conf.py", "-w", "2", "-k", "gthread", "--threads", "8"]
 WORDS = ["north", "blue", "fast", "prime", "urban", "smart", "green", "local", "mega", "open"]
 # "shop" names only the first SELECTIVE_ROWS applications, so the selective filter
 # matches the same rows at every table size; "market" names 2% of all rows.

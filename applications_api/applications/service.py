@@ -1,4 +1,4 @@
-"""Writes to applications: defaults, config merge, soft delete, one transaction each."""
+"""Reading and writing applications: defaults, config merge, versioned writes, soft delete."""
 
 from flask_smorest import abort
 from sqlalchemy import bindparam, select
