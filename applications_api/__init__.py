@@ -24,12 +24,13 @@ def create_app(env=None):
     from .cache import TTLCache
     from .docs import assets as docs_assets
     from .errors import register_error_handlers
-    from .extensions import Api, db, install_sqlite_pragmas, migrate
+    from .extensions import Api, db, end_reads, install_sqlite_pragmas, migrate
 
     if settings.database_url.startswith("sqlite"):
         Path(app.instance_path).mkdir(exist_ok=True)
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR)
+    app.teardown_appcontext(end_reads)
     with app.app_context():
         install_sqlite_pragmas(db.engine)
     api = Api(app)

@@ -7,7 +7,7 @@ from ..applications.models import Application
 from ..applications.schemas import is_web_url
 from ..applications.service import MAX_ID
 from ..auth.authentication import require_token
-from ..extensions import Blueprint, db
+from ..extensions import Blueprint, end_reads, reads
 from .forwarding import forward, raw_proxied_path
 
 blp = Blueprint(
@@ -41,8 +41,8 @@ def proxied_web_url(app_id):
         return web_url
     row = None
     if app_id <= MAX_ID:
-        row = db.session.execute(PROXIED_CONFIG, {"app_id": app_id}).first()
-    db.session.close()
+        row = reads().execute(PROXIED_CONFIG, {"app_id": app_id}).first()
+    end_reads()
     web_url = (row.config or {}).get("web_url") if row else None
     if not is_web_url(web_url):
         abort(404, message=f"Application {app_id} is not available through app_proxy.")

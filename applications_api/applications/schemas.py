@@ -1,6 +1,7 @@
 """Request bodies, the response body and the list's query arguments."""
 
 import math
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import marshmallow as ma
@@ -146,6 +147,14 @@ class ApplicationPatchSchema(ApplicationFieldsSchema):
 
 class ApplicationSchema(ma.Schema):
     """An application as the API returns it."""
+
+    def get_attribute(self, obj, attr, default):
+        # Reads dump rows (mappings), writes dump ORM objects. Reading the value
+        # directly skips marshmallow's generic lookup, which profiling showed as a
+        # third of a 50-item page's dump.
+        if isinstance(obj, Mapping):
+            return obj.get(attr, default)
+        return getattr(obj, attr, default)
 
     id = ma.fields.Integer(required=True)
     name = ma.fields.String(required=True)

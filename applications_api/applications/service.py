@@ -5,7 +5,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..db_types import utcnow
-from ..extensions import db
+from ..extensions import db, reads
 from .models import Application
 
 MAX_ID = 2**31 - 1  # the id column is a 32-bit integer
@@ -47,7 +47,7 @@ def read_or_404(app_id):
     """The application as a read-only row, for responses."""
     row = None
     if app_id <= MAX_ID:
-        row = db.session.execute(APPLICATION_BY_ID, {"app_id": app_id}).mappings().first()
+        row = reads().execute(APPLICATION_BY_ID, {"app_id": app_id}).mappings().first()
     return row or _not_found(app_id)
 
 

@@ -2,7 +2,7 @@ from flask import current_app, g, request, url_for
 from flask.views import MethodView
 
 from ..auth.authentication import require_staff_for_writes, require_token
-from ..extensions import Blueprint, db
+from ..extensions import Blueprint, reads
 from . import service
 from .filters import page_statements
 from .schemas import (
@@ -43,8 +43,8 @@ class Applications(MethodView):
         count, rows = page_statements(
             args, pagination_parameters.page, pagination_parameters.page_size
         )
-        pagination_parameters.item_count = db.session.scalar(count)
-        return db.session.execute(rows).mappings().all()
+        pagination_parameters.item_count = reads().scalar(count)
+        return reads().execute(rows).mappings().all()
 
     @blp.arguments(ApplicationCreateSchema())
     @blp.response(201, ApplicationSchema, headers={

@@ -6,7 +6,7 @@ from flask import current_app, g, request
 from flask_smorest import abort
 from sqlalchemy import bindparam, select
 
-from ..extensions import db
+from ..extensions import end_reads, reads
 from .models import Token, User
 from .tokens import key_digest
 
@@ -43,7 +43,8 @@ def _lookup_user(key):
     cache = current_app.extensions["token_cache"]
     user = cache.get(digest)
     if user is None:
-        row = db.session.execute(ACTIVE_USER_OF_TOKEN, {"digest": digest}).first()
+        row = reads().execute(ACTIVE_USER_OF_TOKEN, {"digest": digest}).first()
+        end_reads()  # a write that follows uses the session's connection, not two
         user = CurrentUser(*row) if row else None
         if user:
             cache.put(digest, user)

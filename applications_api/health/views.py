@@ -6,7 +6,7 @@ from flask_smorest import abort
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..extensions import Blueprint, db
+from ..extensions import Blueprint, reads
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,8 @@ class Healthcheck(MethodView):
     def get(self):
         """Check the service and its database (no authentication)"""
         try:
-            db.session.execute(text("SELECT 1"))
+            reads().execute(text("SELECT 1"))
         except SQLAlchemyError as error:
-            db.session.rollback()
             log.error("healthcheck: database unreachable: %s", error)
             abort(503, message="The database cannot be reached.")
         return {"status": "ok", "database": "ok"}
