@@ -58,9 +58,13 @@ def on_starting(server):
     from applications_api.settings import SettingsError, load_settings
 
     try:
-        load_settings()
+        settings = load_settings()
     except SettingsError as error:
         sys.exit(f"configuration error: {error}")
+    if not settings.proxy_signing_key:
+        server.log.warning(
+            "APP_PROXY_SIGNING_KEY is not set: app_proxy's identity signature proves nothing"
+        )
 
 
 def child_exit(server, worker):

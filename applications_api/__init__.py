@@ -43,10 +43,6 @@ def create_app(env=None):
                                 x_prefix=n)
     app.extensions["token_cache"] = TTLCache(settings.auth_cache_seconds)
     app.extensions["app_proxy_targets"] = TTLCache(settings.proxy_cache_seconds)
-    if not settings.proxy_signing_key:
-        logging.getLogger(__name__).warning(
-            "APP_PROXY_SIGNING_KEY is not set: app_proxy's identity signature proves nothing"
-        )
 
     from .app_proxy.views import blp as app_proxy_blp
     from .applications.views import blp as applications_blp

@@ -13,12 +13,21 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+started_postgresql=""
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+    started_postgresql=yes
     for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 database="applications_e2e_$$"
 psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $database"
-trap 'psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"' EXIT
+cleanup() {
+    psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"
+    # stop what this script started (gunicorn and nginx are stopped by the suite)
+    if [ -n "$started_postgresql" ]; then
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main stop
+    fi
+}
+trap cleanup EXIT
 DATABASE_URL="postgresql://postgres@127.0.0.1:5432/$database" \
     .venv/bin/python -m pytest -p no:cacheprovider e2e "$@"
