@@ -30,14 +30,32 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
     "trailer", "transfer-encoding", "upgrade",
 })
-# Never forwarded upstream: the caller's credentials stay here, and headers this
-# service sets itself are not taken from the caller.
-NOT_FORWARDED = HOP_BY_HOP | {
+# Never forwarded upstream (besides hop-by-hop ones): the caller's credentials stay
+# here, and headers this service sets itself are not taken from the caller.
+NOT_FORWARDED = {
     "host", "authorization", "cookie", "content-length", "x-forwarded-for",
     "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix", "x-forwarded-port",
     "forwarded", "x-real-ip", "x-request-id",
     *(name.lower() for name in signing.IDENTITY_HEADERS),
 }
+
+
+URL_PREFIX = "/api/v1/app_proxy"
+
+
+def proxy_prefix(app_id):
+    """Where application `app_id`'s backend appears on this service."""
+    return f"{URL_PREFIX}/{app_id}"
+
+
+def end_to_end(headers):
+    """(name, value) pairs less hop-by-hop headers, those `Connection` names included."""
+    named = {name.strip().lower() for name in headers.get("Connection", "").split(",")}
+    return [
+        (name, value)
+        for name, value in headers.items()
+        if name.lower() not in HOP_BY_HOP and name.lower() not in named
+    ]
 
 
 class UpstreamBrokeOff(Exception):
@@ -67,7 +85,7 @@ def upstream_session():
 def raw_proxied_path(app_id):
     """The {path} part of this request as the caller sent it (still percent-encoded)."""
     raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
-    prefix = f"/api/v1/app_proxy/{app_id}/"
+    prefix = f"{proxy_prefix(app_id)}/"
     if raw:
         raw = raw.split("?", 1)[0]
         if "://" in raw:  # absolute-form request target
@@ -110,13 +128,10 @@ def target_url(web_url, path):
 
 
 def upstream_headers(app_id, upstream_path, query, user_id):
-    named_by_connection = {
-        name.strip().lower() for name in request.headers.get("Connection", "").split(",")
-    }
     headers = {
         name: value
-        for name, value in request.headers.items()
-        if name.lower() not in NOT_FORWARDED and name.lower() not in named_by_connection
+        for name, value in end_to_end(request.headers)
+        if name.lower() not in NOT_FORWARDED
     }
     if request.content_length is not None:
         headers["Content-Length"] = str(request.content_length)
@@ -124,7 +139,7 @@ def upstream_headers(app_id, upstream_path, query, user_id):
         "X-Forwarded-For": request.remote_addr or "",
         "X-Forwarded-Host": request.host,
         "X-Forwarded-Proto": request.scheme,
-        "X-Forwarded-Prefix": f"/api/v1/app_proxy/{app_id}",
+        "X-Forwarded-Prefix": proxy_prefix(app_id),
         "X-Request-ID": g.request_id,
     })
     settings = current_app.config["SETTINGS"]
@@ -162,7 +177,7 @@ def rewrite_location(location, upstream_url, base_url, app_id):
     """A redirect to somewhere under web_url points back through the proxy."""
     absolute = urljoin(upstream_url, location)
     if absolute.startswith(base_url):
-        return f"/api/v1/app_proxy/{app_id}/{absolute[len(base_url):]}"
+        return f"{proxy_prefix(app_id)}/{absolute[len(base_url):]}"
     return location
 
 
@@ -212,18 +227,10 @@ def forward(app_id, web_url, raw_path, user_id):
 
 
 def _response(upstream, app_id, base_url):
-    named_by_connection = {
-        name.strip().lower() for name in upstream.headers.get("Connection", "").split(",")
-    }
-    headers = [
-        (name, value)
-        for name, value in upstream.raw.headers.items()
-        if name.lower() not in HOP_BY_HOP and name.lower() not in named_by_connection
-    ]
     headers = [
         (name, rewrite_location(value, upstream.url, base_url, app_id)
          if name.lower() == "location" else value)
-        for name, value in headers
+        for name, value in end_to_end(upstream.raw.headers)
     ]
 
     # Read the first chunk before answering: an upstream that breaks off at once

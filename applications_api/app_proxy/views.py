@@ -8,12 +8,12 @@ from ..applications.schemas import is_web_url
 from ..applications.service import MAX_ID
 from ..auth.authentication import require_token
 from ..extensions import Blueprint, end_reads, reads
-from .forwarding import forward, raw_proxied_path
+from .forwarding import URL_PREFIX, forward, raw_proxied_path
 
 blp = Blueprint(
     "app_proxy",
     __name__,
-    url_prefix="/api/v1/app_proxy",
+    url_prefix=URL_PREFIX,
     description="Forwards authenticated calls to an application's backend (config.web_url).",
 )
 blp.before_request(require_token)
