@@ -5,7 +5,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..db_types import utcnow
-from ..extensions import db, reads
+from ..extensions import db, end_reads, reads
 from .models import Application
 
 MAX_ID = 2**31 - 1  # the id column is a 32-bit integer
@@ -57,9 +57,16 @@ def get_or_404(app_id):
     return application or _not_found(app_id)
 
 
+def _begin_write():
+    # Writes go through the ORM session's connection; hand back the request's read
+    # connection (the token lookup's) first, so a request never holds two.
+    end_reads()
+
+
 def _write(app_id, change):
     """Read the application, apply `change`, save; start again if another writer
     saved it in between (the version check), so no concurrent change is lost."""
+    _begin_write()
     for _ in range(MAX_WRITE_ATTEMPTS):
         application = get_or_404(app_id)
         change(application)
@@ -73,6 +80,7 @@ def _write(app_id, change):
 
 
 def create_application(data, created_by):
+    _begin_write()
     now = utcnow()
     application = Application(
         **data,

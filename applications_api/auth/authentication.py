@@ -6,7 +6,7 @@ from flask import current_app, g, request
 from flask_smorest import abort
 from sqlalchemy import bindparam, select
 
-from ..extensions import end_reads, reads
+from ..extensions import reads
 from .models import Token, User
 from .tokens import key_digest
 
@@ -44,7 +44,6 @@ def _lookup_user(key):
     user = cache.get(digest)
     if user is None:
         row = reads().execute(ACTIVE_USER_OF_TOKEN, {"digest": digest}).first()
-        end_reads()  # a write that follows uses the session's connection, not two
         user = CurrentUser(*row) if row else None
         if user:
             cache.put(digest, user)

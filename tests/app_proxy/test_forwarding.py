@@ -239,3 +239,25 @@ def test_a_cached_target_expires(database_url, client, staff, reader, proxied, u
                  headers=staff)
     time.sleep(0.4)
     assert proxy_client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 404
+
+
+def test_a_proxied_request_checks_out_one_database_connection(
+    app, client, reader, proxied, upstream
+):
+    from sqlalchemy import event
+
+    from applications_api.extensions import db
+
+    checkouts = []
+
+    def count(*args):
+        checkouts.append(1)
+
+    with app.app_context():
+        pool = db.engine.pool
+    event.listen(pool, "checkout", count)
+    try:
+        assert client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 200
+    finally:
+        event.remove(pool, "checkout", count)
+    assert len(checkouts) == 1  # the token and application lookups share it
