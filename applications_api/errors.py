@@ -10,7 +10,7 @@ import logging
 
 import marshmallow as ma
 from flask import jsonify
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ def register_error_handlers(app):
         )
 
     @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
     @app.errorhandler(PoolTimeoutError)
     def database_unavailable(error):
         db.session.rollback()
