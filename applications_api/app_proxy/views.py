@@ -50,53 +50,30 @@ def proxied_web_url(app_id):
     return web_url
 
 
-def proxy_operation(view):
-    """OpenAPI for one proxied method: the backend's answer, or this service's errors."""
+def proxied_method(method, summary):
+    """One HTTP method of the proxy, documented in OpenAPI: the backend's own answer,
+    or this service's errors. `path` only routes; the raw path is what is forwarded."""
+
+    def view(self, app_id, path):
+        return forward(app_id, proxied_web_url(app_id), raw_proxied_path(app_id), g.user.id)
+
+    view.__name__ = method
+    view.__doc__ = summary
     view = blp.documents_errors(400, 401, 404, 502, 504)(view)
     return blp.response(
         200, description="The backend's own answer: any status, headers and body, streamed."
     )(view)
 
 
-def _proxy(app_id, path):
-    """Forward to the application's backend; the answer is the backend's own"""
-    return forward(app_id, proxied_web_url(app_id), raw_proxied_path(app_id), g.user.id)
-
-
 @blp.route("/<int:app_id>/", defaults={"path": ""})
 @blp.route("/<int:app_id>/<path:path>")
 class AppProxy(MethodView):
-    @proxy_operation
-    def get(self, app_id, path):
-        """Forward a GET to the application's backend"""
-        return _proxy(app_id, path)
-
-    @proxy_operation
-    def head(self, app_id, path):
-        """Forward a HEAD to the application's backend"""
-        return _proxy(app_id, path)
-
-    @proxy_operation
-    def post(self, app_id, path):
-        """Forward a POST to the application's backend (body streamed)"""
-        return _proxy(app_id, path)
-
-    @proxy_operation
-    def put(self, app_id, path):
-        """Forward a PUT to the application's backend (body streamed)"""
-        return _proxy(app_id, path)
-
-    @proxy_operation
-    def patch(self, app_id, path):
-        """Forward a PATCH to the application's backend (body streamed)"""
-        return _proxy(app_id, path)
-
-    @proxy_operation
-    def delete(self, app_id, path):
-        """Forward a DELETE to the application's backend"""
-        return _proxy(app_id, path)
-
-    @proxy_operation
-    def options(self, app_id, path):
-        """Forward an OPTIONS to the application's backend"""
-        return _proxy(app_id, path)
+    get = proxied_method("get", "Forward a GET to the application's backend")
+    head = proxied_method("head", "Forward a HEAD to the application's backend")
+    post = proxied_method("post", "Forward a POST to the application's backend (body streamed)")
+    put = proxied_method("put", "Forward a PUT to the application's backend (body streamed)")
+    patch = proxied_method(
+        "patch", "Forward a PATCH to the application's backend (body streamed)"
+    )
+    delete = proxied_method("delete", "Forward a DELETE to the application's backend")
+    options = proxied_method("options", "Forward an OPTIONS to the application's backend")
