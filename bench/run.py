@@ -24,9 +24,14 @@ from pathlib import Path
 
 import psycopg
 import requests
-from upstream_nginx import Nginx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: bench/ and tests/ helpers live there
+
+from upstream_nginx import static_nginx  # noqa: E402
+
+from tests.servers import wait_until_up  # noqa: E402
+
 BIN = Path(sys.executable).parent
 LUA = ROOT / "bench" / "lua"
 GUNICORN = ["-c", "bench/gunicorn.conf.py", "-w", "2", "-k", "gthread", "--threads", "8"]
@@ -110,13 +115,7 @@ class Server:
             [BIN / "gunicorn", *GUNICORN, "--bind", f"127.0.0.1:{port}", app],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        for _ in range(100):
-            try:
-                requests.get(f"http://127.0.0.1:{port}/", timeout=1)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{app} did not start")
+        wait_until_up(f"http://127.0.0.1:{port}/", self.proc)
 
     def connection_split(self):
         """Established connections each worker process holds on the server port."""
@@ -266,7 +265,7 @@ def peak_rss_growth_kib(server, download):
 
 
 def proxy_scenarios(args, env, api, report):
-    nginx = Nginx(8103, {"1k.bin": 1024, "10m.bin": 10 << 20, "200m.bin": 200 << 20})
+    nginx = static_nginx(8103, {"1k.bin": 1024, "10m.bin": 10 << 20, "200m.bin": 200 << 20})
     try:
         auth = {"Authorization": f"Token {env['BENCH_TOKEN']}"}
         created = requests.post(

@@ -7,49 +7,19 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import requests
+from tests.servers import Nginx, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SIGNING_KEY = "e2e-signing-key"
-
-NGINX_MAIN = """
-daemon off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    include {prefix}/site.conf;
-}}
-"""
 
 
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_until_up(url, process, log):
-    for _ in range(150):
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited: {Path(log).read_text()[-2000:]}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up: {Path(log).read_text()[-2000:]}")
 
 
 class Stack:
@@ -92,23 +62,16 @@ class Stack:
         site = (ROOT / "deploy" / "nginx.conf").read_text()
         site = site.replace("listen 80;", f"listen 127.0.0.1:{self.nginx_port};")
         site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{self.gunicorn_port};")
-        (self.dir / "site.conf").write_text(site)
-        (self.dir / "nginx.conf").write_text(NGINX_MAIN.format(prefix=self.dir))
-        process = subprocess.Popen(
-            [shutil.which("nginx"), "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_until_up(self.url + "/api/v1/healthcheck/", process, self.dir / "error.log")
-        return process
+        return Nginx(site, self.nginx_port, ready_path="/api/v1/healthcheck/")
 
     def log_lines(self):
         return self.log.read_text().splitlines()
 
     def stop(self):
-        for process in (self.nginx, self.gunicorn):
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        self.nginx.stop()
+        self.gunicorn.terminate()
+        try:
+            self.gunicorn.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.gunicorn.kill()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,67 @@
+"""Starting real servers on loopback for the end-to-end suite and the benchmark:
+waiting until one answers, and nginx with a single site."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+NGINX_MAIN = """
+daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    include {prefix}/site.conf;
+}}
+"""
+
+
+def wait_until_up(url, process, log=None):
+    """Return once `url` answers; fail early, with the log's tail, if `process` exits."""
+
+    def tail():
+        return Path(log).read_text()[-2000:] if log and Path(log).exists() else ""
+
+    for _ in range(150):
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited: {tail()}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up: {tail()}")
+
+
+class Nginx:
+    """nginx on 127.0.0.1:`port` serving one site: `site` holds the http-level
+    directives and server block, with `{prefix}` standing for nginx's directory."""
+
+    def __init__(self, site, port, ready_path="/", prefix=None):
+        self.url = f"http://127.0.0.1:{port}"
+        self.prefix = Path(prefix or tempfile.mkdtemp(prefix="nginx-"))
+        os.chmod(self.prefix, 0o755)  # nginx's workers run as another user
+        (self.prefix / "site.conf").write_text(site.replace("{prefix}", str(self.prefix)))
+        (self.prefix / "nginx.conf").write_text(NGINX_MAIN.format(prefix=self.prefix))
+        self.process = subprocess.Popen(
+            [shutil.which("nginx"), "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_until_up(self.url + ready_path, self.process, self.prefix / "error.log")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        shutil.rmtree(self.prefix, ignore_errors=True)
