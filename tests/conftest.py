@@ -105,23 +105,24 @@ def create(client, staff):
 
 @pytest.fixture
 def count_statements(app):
-    """Context manager counting the SQL statements run inside it."""
+    """Context manager counting the SQL statements run inside it (on `app`'s engine,
+    or another app's: `count_statements(other_app)`)."""
 
     class Counter:
-        def __init__(self):
+        def __init__(self, target=None):
             self.statements = []
+            with (target or app).app_context():
+                self.engine = db.engine
 
         def __call__(self, conn, cursor, statement, *args):
             self.statements.append(statement)
 
         def __enter__(self):
-            with app.app_context():
-                event.listen(db.engine, "before_cursor_execute", self)
+            event.listen(self.engine, "before_cursor_execute", self)
             return self
 
         def __exit__(self, *exc):
-            with app.app_context():
-                event.remove(db.engine, "before_cursor_execute", self)
+            event.remove(self.engine, "before_cursor_execute", self)
 
     return Counter
 

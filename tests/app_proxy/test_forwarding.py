@@ -207,23 +207,9 @@ def test_with_caches_a_proxied_request_runs_no_query(database_url, reader, proxi
                                  APP_PROXY_CACHE_SECONDS="60"))
     client = cached.test_client()
     client.get(proxy_url(proxied["id"], "warm"), headers=reader)
-    statements = []
-    from sqlalchemy import event
-
-    from applications_api.extensions import db
-
-    with cached.app_context():
-        engine = db.engine
-
-    def record(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with count_statements(cached) as counter:
         assert client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    assert statements == []
+    assert counter.statements == []
 
 
 def test_a_cached_target_expires(database_url, client, staff, reader, proxied, upstream):

@@ -72,3 +72,12 @@ def test_the_same_process_recovers_when_the_database_returns(database_url):
 def test_migrations_are_idempotent(app):
     with app.app_context():
         flask_migrate.upgrade()  # already at head: nothing to do, no error
+
+
+@postgresql_only
+def test_platform_style_postgres_urls_work_as_given(database_url):
+    # hosting platforms hand out postgres://…; the app must connect with it unchanged
+    url = make_url(database_url).set(drivername="postgres").render_as_string(hide_password=False)
+    assert url.startswith("postgres://")
+    app = create_app(make_env(url))
+    assert app.test_client().get(URL).status_code == 200
