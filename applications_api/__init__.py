@@ -45,12 +45,14 @@ def create_app(env=None):
     app.extensions["app_proxy_targets"] = TTLCache(settings.proxy_cache_seconds)
 
     from .app_proxy.views import blp as app_proxy_blp
+    from .app_proxy.views import init_transfer
     from .applications.views import blp as applications_blp
     from .auth.cli import commands as auth_commands
     from .health.views import blp as health_blp
 
     api.register_blueprint(applications_blp)
     api.register_blueprint(app_proxy_blp)
+    init_transfer(app, settings)
     api.register_blueprint(health_blp)
     app.register_blueprint(docs_assets)
     app.register_blueprint(auth_commands)

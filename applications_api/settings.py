@@ -35,6 +35,11 @@ class Settings:
     proxy_signing_key: str
     proxy_cache_seconds: float
     proxy_denied_networks: tuple
+    proxy_transfer: str
+    proxy_max_in_flight: int
+    proxy_max_in_flight_per_app: int
+    proxy_deadline: float
+    proxy_min_rate: int
     log_level: str
 
 
@@ -89,6 +94,13 @@ def _networks(env):
     return tuple(networks)
 
 
+def _transfer(env):
+    transfer = env.get("APP_PROXY_TRANSFER", "python").strip().lower() or "python"
+    if transfer not in ("python", "nginx"):
+        raise SettingsError(f"APP_PROXY_TRANSFER: {transfer!r} is neither python nor nginx")
+    return transfer
+
+
 def load_settings(env=None):
     """Build Settings from a mapping of environment variables (os.environ by default)."""
     env = os.environ if env is None else env
@@ -103,6 +115,10 @@ def load_settings(env=None):
             "APP_PROXY_SIGNING_KEY: required when APP_ENV=production "
             "(backends could not trust the proxy's identity headers)"
         )
+    # The embedded forwarder takes at most half a worker's threads, so the API keeps
+    # the other half whatever the backends and callers do.
+    threads = _number(env, "GUNICORN_THREADS", 8, cast=int)
+    max_in_flight = _number(env, "APP_PROXY_MAX_IN_FLIGHT", max(1, threads // 2), cast=int)
     return Settings(
         environment=environment,
         trusted_proxies=_number(env, "TRUSTED_PROXIES", 0, cast=int, allow_zero=True),
@@ -116,5 +132,12 @@ def load_settings(env=None):
         proxy_signing_key=env.get("APP_PROXY_SIGNING_KEY", ""),
         proxy_cache_seconds=_number(env, "APP_PROXY_CACHE_SECONDS", 5.0, allow_zero=True),
         proxy_denied_networks=_networks(env),
+        proxy_transfer=_transfer(env),
+        proxy_max_in_flight=max_in_flight,
+        proxy_max_in_flight_per_app=_number(
+            env, "APP_PROXY_MAX_IN_FLIGHT_PER_APP", max(1, max_in_flight // 2), cast=int
+        ),
+        proxy_deadline=_number(env, "APP_PROXY_DEADLINE", 300.0),
+        proxy_min_rate=_number(env, "APP_PROXY_MIN_RATE", 1024, cast=int, allow_zero=True),
         log_level=log_level,
     )

@@ -5,6 +5,8 @@ import os
 
 import flask_migrate
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import event, text
 
 from applications_api import create_app
@@ -19,6 +21,18 @@ SIGNING_KEY = "test-signing-key"
 postgresql_only = pytest.mark.skipif(
     not ON_POSTGRESQL, reason="needs DATABASE_URL pointing at PostgreSQL"
 )
+
+
+class BufferedClient(FlaskClient):
+    """Reads each answer in full and closes it, as a WSGI server does: a proxied answer
+    left unread would hold its app_proxy slot. Streaming tests use a real server."""
+
+    def open(self, *args, **kwargs):
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
+Flask.test_client_class = BufferedClient
 
 
 def make_env(database_url, **overrides):

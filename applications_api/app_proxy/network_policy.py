@@ -8,17 +8,21 @@ class DeniedAddress(Exception):
     """The upstream host is, or resolves to, an address in a denied network."""
 
 
-def check_host(host, port, denied_networks):
-    """Resolve `host` and refuse it when any of its addresses is in a denied network.
+def approved_address(host, port, denied_networks):
+    """Resolve `host` and return the address to connect to, refusing the host when any
+    of its addresses is in a denied network.
 
-    Every address is checked, not only the first, since the connection may use any.
+    Every address is checked, not only the first, since a client may use any. The
+    nginx transfer connects to the returned address itself, so what was checked is
+    what is reached (no second lookup for DNS rebinding to slip into).
     Raises DeniedAddress, or OSError when the name does not resolve.
     """
-    if not denied_networks:
-        return
+    addresses = []
     for *_, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
         address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
         if address.version == 6 and address.ipv4_mapped:
             address = address.ipv4_mapped
         if any(address in network for network in denied_networks):
             raise DeniedAddress(f"{host} resolves to {address}, in a denied network")
+        addresses.append(address)
+    return addresses[0]

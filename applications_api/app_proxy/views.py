@@ -8,7 +8,9 @@ from ..applications.schemas import is_web_url
 from ..applications.service import MAX_ID
 from ..auth.authentication import require_token
 from ..extensions import Blueprint, end_reads, reads
-from .forwarding import URL_PREFIX, forward, raw_proxied_path
+from .forwarding import URL_PREFIX, plan, raw_proxied_path
+from .nginx_transfer import NginxTransfer
+from .python_transfer import PythonTransfer
 
 blp = Blueprint(
     "app_proxy",
@@ -17,6 +19,13 @@ blp = Blueprint(
     description="Forwards authenticated calls to an application's backend (config.web_url).",
 )
 blp.before_request(require_token)
+
+
+def init_transfer(app, settings):
+    """The transfer APP_PROXY_TRANSFER chose: this process, or nginx."""
+    transfer = (NginxTransfer if settings.proxy_transfer == "nginx" else PythonTransfer)(settings)
+    transfer.init_app(app)
+    app.extensions["app_proxy_transfer"] = transfer
 
 
 PROXIED_CONFIG = select(Application.config).where(
@@ -55,11 +64,12 @@ def proxied_method(method, summary):
     or this service's errors. `path` only routes; the raw path is what is forwarded."""
 
     def view(self, app_id, path):
-        return forward(app_id, proxied_web_url(app_id), raw_proxied_path(app_id), g.user.id)
+        target = plan(app_id, proxied_web_url(app_id), raw_proxied_path(app_id), g.user.id)
+        return current_app.extensions["app_proxy_transfer"].forward(app_id, target)
 
     view.__name__ = method
     view.__doc__ = summary
-    view = blp.documents_errors(400, 401, 404, 502, 504)(view)
+    view = blp.documents_errors(400, 401, 404, 502, 503, 504)(view)
     return blp.response(
         200, description="The backend's own answer: any status, headers and body, streamed."
     )(view)

@@ -6,7 +6,7 @@ import pytest
 
 from applications_api import create_app
 from applications_api.app_proxy import signing
-from applications_api.app_proxy.network_policy import DeniedAddress, check_host
+from applications_api.app_proxy.network_policy import DeniedAddress, approved_address
 from tests.conftest import make_env
 from tests.live_server import LiveServer
 
@@ -75,7 +75,7 @@ def test_a_hostname_resolving_into_a_denied_network_is_refused():
 
     # localhost resolves to 127.0.0.1 (and ::1); deny loopback and it is refused
     with pytest.raises(DeniedAddress):
-        check_host("localhost", 80, (ipaddress.ip_network("127.0.0.0/8"),
+        approved_address("localhost", 80, (ipaddress.ip_network("127.0.0.0/8"),
                                      ipaddress.ip_network("::1/128")))
 
 

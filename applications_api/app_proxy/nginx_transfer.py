@@ -1,0 +1,66 @@
+"""The nginx transfer (APP_PROXY_TRANSFER=nginx): this service decides, nginx moves
+the bytes, so a slow caller or backend costs nginx a connection, never a thread here.
+
+deploy/nginx.conf asks about every app_proxy request first (`auth_request`, headers
+only, no body). The answer carries no body either:
+
+- 204 and the upstream request: `X-App-Proxy-Upstream` (scheme://ip:port, the address
+  the denied-networks check approved, so nginx connects where the check looked),
+  `X-App-Proxy-Uri` (path and query, exactly as signed), `X-App-Proxy-Host` (the Host
+  header), `X-App-Proxy-Server-Name` (TLS name), `X-App-Proxy-Base-Url` and
+  `X-App-Proxy-Base-Path` (redirects under them are rewritten to `X-Forwarded-Prefix`),
+  and the headers added upstream under their own names (`X-Forwarded-*`, identity);
+- or this service's JSON error, whose body nginx cannot take from an auth_request
+  answer: it travels in `X-App-Proxy-Error`, and nginx answers it with the same status.
+"""
+
+import json
+
+from flask import Response, request
+from flask_smorest import abort
+
+from .forwarding import HOP_BY_HOP, NOT_FORWARDED, URL_PREFIX
+
+ERROR_HEADER = "X-App-Proxy-Error"
+# Caller headers nginx never passes on (deploy/nginx.conf clears or replaces them).
+DROPPED_BY_NGINX = HOP_BY_HOP | NOT_FORWARDED | {"expect", "http2-settings"}
+
+
+class NginxTransfer:
+    def __init__(self, settings):
+        self.settings = settings
+
+    def init_app(self, app):
+        app.after_request(_error_for_nginx)
+
+    def forward(self, app_id, target):
+        _refuse_connection_named_headers()
+        return Response(status=204, headers={
+            "X-App-Proxy-Upstream": target.address,
+            "X-App-Proxy-Uri": target.uri,
+            "X-App-Proxy-Host": target.host,
+            "X-App-Proxy-Server-Name": target.server_name,
+            "X-App-Proxy-Base-Url": target.base_url,
+            "X-App-Proxy-Base-Path": target.base_path,
+            **target.headers,
+        })
+
+
+def _refuse_connection_named_headers():
+    """nginx cannot drop headers by a name the caller chose: a request whose
+    `Connection` names one it would pass on is refused rather than forwarded with it."""
+    named = {name.strip().lower() for name in request.headers.get("Connection", "").split(",")}
+    kept = sorted(name for name in named - DROPPED_BY_NGINX if name in request.headers)
+    if kept:
+        abort(400, message="The Connection header names end-to-end headers this proxy "
+                           f"cannot remove: {', '.join(kept)}.")
+
+
+def _error_for_nginx(response):
+    if response.status_code >= 400 and request.path.startswith(URL_PREFIX + "/"):
+        try:
+            body = json.loads(response.get_data())
+        except ValueError:
+            body = {"code": response.status_code, "status": response.status}
+        response.headers[ERROR_HEADER] = json.dumps(body, ensure_ascii=True)
+    return response

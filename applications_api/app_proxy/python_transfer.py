@@ -1,0 +1,330 @@
+"""The embedded transfer (APP_PROXY_TRANSFER=python): this process moves the bytes.
+
+Used without nginx (scripts/serve.sh, gunicorn alone), so it protects the registry
+itself:
+
+- a bulkhead: at most APP_PROXY_MAX_IN_FLIGHT transfers per process, and
+  APP_PROXY_MAX_IN_FLIGHT_PER_APP per application; beyond that a JSON 503 with
+  Retry-After at once, never a queue;
+- a watchdog thread that cuts a transfer past APP_PROXY_DEADLINE, or moving less than
+  APP_PROXY_MIN_RATE bytes a second (averaged, after a grace of RATE_GRACE seconds) while
+  it moves a body, whichever peer is slow;
+- bodies stream both ways; answers are passed on as each read returns, so a backend
+  that dribbles reaches the caller byte by byte.
+
+Connections to backends come from one pooled requests.Session per process. A request
+without a body that fails on a connection the backend dropped is sent once more on a
+new one (RFC 9112 §9.3.1); one with a body is never replayed.
+"""
+
+import http.cookiejar
+import logging
+import socket
+import threading
+import time
+from urllib.parse import urljoin
+
+import requests
+from flask import Response, request
+from flask_smorest import abort
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+from ..observability import PROXY_UPSTREAM_DURATION, PROXY_UPSTREAM_ERRORS
+from .forwarding import end_to_end, fail, forwarded_headers, proxy_prefix
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 64 * 1024
+UPLOAD_READ_SIZE = 8 * 1024  # progress is seen per read: keep it below MIN_RATE × grace
+POOL_SIZE = 32  # connections kept per upstream host: above gunicorn's threads per worker
+RATE_GRACE = 10.0  # seconds a body may move slower than APP_PROXY_MIN_RATE at first
+WATCHDOG_INTERVAL = 0.5
+REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})  # idempotent, when bodiless
+
+
+class UpstreamBrokeOff(Exception):
+    """The answer ended early or was cut; the caller's connection is closed mid-body,
+    so the caller sees an incomplete body, never a falsely complete one."""
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    def set_ok(self, cookie, request):
+        return False  # a shared session must never carry one caller's cookies to another
+
+
+class Transfer:
+    """One proxied exchange in flight: what the watchdog watches and may cut."""
+
+    def __init__(self, app_id, caller_socket, deadline):
+        self.app_id = app_id
+        self.caller_socket = caller_socket
+        self.deadline = time.monotonic() + deadline
+        self.upstream = None  # the backend's urllib3 response, once it answered
+        self.cut_reason = None
+        self.body_started = None  # monotonic time a body began to move; None between
+        self.body_bytes = 0
+
+    def moving_body(self):
+        self.body_started, self.body_bytes = time.monotonic(), 0
+
+    def waiting(self):
+        self.body_started = None  # waiting for the backend is bounded by its own timeout
+
+    def moved(self, count):
+        self.body_bytes += count
+
+    def overdue(self, now, min_rate):
+        if now > self.deadline:
+            return "deadline"
+        if min_rate and self.body_started is not None:
+            elapsed = now - self.body_started - RATE_GRACE
+            if elapsed > 0 and self.body_bytes < min_rate * elapsed:
+                return "too_slow"
+        return None
+
+    def cut(self, reason):
+        """Unblock whatever this transfer's thread waits on, and make it give up."""
+        self.cut_reason = reason
+        if self.caller_socket is not None:
+            try:
+                self.caller_socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self.upstream is not None:
+            try:
+                self.upstream.shutdown()
+            except (OSError, ValueError, RuntimeError):
+                pass
+
+
+class PythonTransfer:
+    def __init__(self, settings):
+        self.settings = settings
+        self.lock = threading.Lock()
+        self.active = set()
+        self.per_app = {}
+        self.session = None
+        self.watchdog = None
+
+    def init_app(self, app):
+        pass  # the session and watchdog start with the first transfer, after the fork
+
+    # -- the bulkhead ---------------------------------------------------------------
+
+    def _admit(self, app_id):
+        """A Transfer for this request, or 503 at once when the bulkhead is full."""
+        with self.lock:
+            full = len(self.active) >= self.settings.proxy_max_in_flight
+            app_full = self.per_app.get(app_id, 0) >= self.settings.proxy_max_in_flight_per_app
+            if not (full or app_full):
+                transfer = Transfer(app_id, _caller_socket(), self.settings.proxy_deadline)
+                self.active.add(transfer)
+                self.per_app[app_id] = self.per_app.get(app_id, 0) + 1
+                self._start_once()
+                return transfer
+        PROXY_UPSTREAM_ERRORS.labels(app_id, "busy").inc()
+        _stop_reading_caller()
+        which = "this application's" if app_full else "app_proxy's"
+        abort(503, message=f"Too many proxied requests in flight ({which} share of this "
+                           "worker is taken); retry shortly.", headers={"Retry-After": "1"})
+
+    def _release(self, transfer):
+        with self.lock:
+            if transfer in self.active:
+                self.active.discard(transfer)
+                left = self.per_app[transfer.app_id] - 1
+                if left:
+                    self.per_app[transfer.app_id] = left
+                else:
+                    del self.per_app[transfer.app_id]
+
+    def _start_once(self):
+        """Per process, after gunicorn forks: the pooled session and the watchdog."""
+        if self.watchdog is None:
+            session = requests.Session()
+            session.trust_env = False  # no proxies or netrc from the environment
+            session.cookies.set_policy(_NoCookies())
+            adapter = HTTPAdapter(pool_connections=64, pool_maxsize=POOL_SIZE, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers.clear()  # no default User-Agent/Accept/Accept-Encoding added
+            self.session = session
+            self.watchdog = threading.Thread(target=self._watch, name="app_proxy-watchdog",
+                                             daemon=True)
+            self.watchdog.start()
+
+    def _watch(self):
+        while True:
+            time.sleep(WATCHDOG_INTERVAL)
+            now = time.monotonic()
+            with self.lock:
+                transfers = list(self.active)
+            for transfer in transfers:
+                reason = transfer.overdue(now, self.settings.proxy_min_rate)
+                if reason and transfer.cut_reason is None:
+                    log.warning("app_proxy %s: transfer cut: %s", transfer.app_id, reason)
+                    PROXY_UPSTREAM_ERRORS.labels(transfer.app_id, reason).inc()
+                    transfer.cut(reason)
+
+    # -- the transfer ---------------------------------------------------------------
+
+    def forward(self, app_id, target):
+        """Send this request to target and stream the answer back, within the bulkhead."""
+        transfer = self._admit(app_id)
+        try:
+            upstream = self._send(transfer, target)
+            response = self._response(transfer, upstream, target)
+        except BaseException:
+            self._release(transfer)
+            raise
+        response.call_on_close(lambda: self._release(transfer))
+        return response
+
+    def _send(self, transfer, target):
+        settings = self.settings
+        body = _request_body(transfer)
+        headers = {**forwarded_headers(), **target.headers}
+        if request.content_length is not None:
+            headers["Content-Length"] = str(request.content_length)
+        replayable = body is None and request.method in REPLAYABLE
+        started = time.perf_counter()
+        for attempt in (1, 2):
+            if body is not None:
+                transfer.moving_body()
+            try:
+                upstream = self.session.request(
+                    request.method, target.url, headers=headers, data=body, stream=True,
+                    allow_redirects=False,
+                    timeout=(settings.proxy_connect_timeout, settings.proxy_read_timeout),
+                )
+                break
+            except (requests.ConnectTimeout, requests.ReadTimeout) as error:
+                log.warning("app_proxy %s: %s timed out: %s", transfer.app_id, target.url, error)
+                fail(transfer.app_id, 504, "timeout",
+                     "The application's backend did not answer in time.")
+            except (requests.RequestException, OSError) as error:
+                if transfer.cut_reason:  # the watchdog cut it; the caller is gone
+                    fail(transfer.app_id, 504, transfer.cut_reason,
+                         "The proxied request did not complete in time.")
+                dropped = error.args and isinstance(error.args[0], ProtocolError)
+                if attempt == 1 and replayable and dropped:
+                    log.info("app_proxy %s: connection dropped, sending once more: %s",
+                             transfer.app_id, error)
+                    continue
+                log.warning("app_proxy %s: %s failed: %s", transfer.app_id, target.url, error)
+                fail(transfer.app_id, 502, "unreachable",
+                     "The application's backend cannot be reached.")
+        PROXY_UPSTREAM_DURATION.labels(transfer.app_id).observe(time.perf_counter() - started)
+        transfer.upstream = upstream.raw
+        return upstream
+
+    def _response(self, transfer, upstream, target):
+        app_id = transfer.app_id
+        headers = [
+            (name, rewrite_location(value, upstream.url, target.base_url, app_id)
+             if name.lower() == "location" else value)
+            for name, value in end_to_end(upstream.raw.headers)
+        ]
+        transfer.moving_body()
+
+        def read():
+            # read1: whatever one socket read brings, so a dribble is passed on at once
+            return upstream.raw.read1(CHUNK_SIZE, decode_content=False)
+
+        # Read the first chunk before answering: an upstream that breaks off at once
+        # still gets a clean JSON 502/504, since nothing has been sent yet.
+        try:
+            first = read()
+        except ReadTimeoutError:
+            upstream.close()
+            log.warning("app_proxy %s: upstream body timed out", app_id)
+            fail(app_id, 504, "timeout", "The application's backend did not answer in time.")
+        except (Urllib3Error, OSError) as error:
+            upstream.close()
+            log.warning("app_proxy %s: upstream body broke off: %s", app_id, error)
+            fail(app_id, 502, "broken_body", "The application's backend broke off its answer.")
+
+        def body():
+            chunk = first
+            try:
+                while chunk:
+                    transfer.moved(len(chunk))
+                    yield chunk
+                    chunk = read()
+                if transfer.cut_reason:
+                    raise UpstreamBrokeOff(transfer.cut_reason)
+            except (Urllib3Error, OSError) as error:
+                # Headers are sent: cutting the connection is the only honest signal left.
+                log.warning("app_proxy %s: upstream body broke off: %s", app_id, error)
+                PROXY_UPSTREAM_ERRORS.labels(app_id, "broken_body").inc()
+                raise UpstreamBrokeOff(str(error)) from None
+            finally:
+                upstream.close()
+
+        # not direct_passthrough: that skips Response.close, and with it call_on_close
+        response = Response(body(), status=upstream.status_code)
+        response.headers.clear()
+        for name, value in headers:
+            response.headers.add(name, value)
+        response.call_on_close(upstream.close)
+        return response
+
+
+def rewrite_location(location, upstream_url, base_url, app_id):
+    """A redirect to somewhere under web_url points back through the proxy."""
+    absolute = urljoin(upstream_url, location)
+    if absolute.startswith(base_url):
+        return f"{proxy_prefix(app_id)}/{absolute[len(base_url):]}"
+    return location
+
+
+def _caller_socket():
+    environ = request.environ
+    return environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+
+
+def _stop_reading_caller():
+    """The refused body will not be read: end the connection after the answer at once,
+    rather than have the server drain a slow uploader's body first."""
+    if request.content_length or request.headers.get("Transfer-Encoding"):
+        sock = _caller_socket()
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
+
+class _CountedBody:
+    """The caller's body, read in small pieces so the watchdog sees its progress;
+    `len` tells requests to send Content-Length rather than chunks."""
+
+    def __init__(self, stream, transfer, length=None):
+        self.stream, self.transfer = stream, transfer
+        if length is not None:
+            self.len = length
+
+    def read(self, size=UPLOAD_READ_SIZE):
+        if self.transfer.cut_reason:
+            raise ConnectionAbortedError(f"request body cut: {self.transfer.cut_reason}")
+        chunk = self.stream.read(min(size, UPLOAD_READ_SIZE))
+        if chunk:
+            self.transfer.moved(len(chunk))
+        else:
+            self.transfer.waiting()  # sent in full: now the backend has the floor
+        return chunk
+
+    def __iter__(self):  # a chunked body: requests sends it chunked, as it came
+        while chunk := self.read():
+            yield chunk
+
+
+def _request_body(transfer):
+    length = request.content_length
+    if length:
+        return _CountedBody(request.stream, transfer, length)
+    if length is None and request.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        return iter(_CountedBody(request.stream, transfer))
+    return None
