@@ -3,23 +3,16 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from tests.servers import Nginx, wait_until_up
+from tests.servers import Nginx, deployed_site, free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SIGNING_KEY = "e2e-signing-key"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Stack:
@@ -59,9 +52,7 @@ class Stack:
         return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
     def _start_nginx(self):
-        site = (ROOT / "deploy" / "nginx.conf").read_text()
-        site = site.replace("listen 80;", f"listen 127.0.0.1:{self.nginx_port};")
-        site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{self.gunicorn_port};")
+        site = deployed_site(self.nginx_port, self.gunicorn_port)
         return Nginx(site, self.nginx_port, ready_path="/api/v1/healthcheck/")
 
     def log_lines(self):

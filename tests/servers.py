@@ -2,13 +2,17 @@
 waiting until one answers, and nginx with a single site."""
 
 import os
+import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import requests
+
+ROOT = Path(__file__).resolve().parent.parent
 
 NGINX_MAIN = """
 daemon off;
@@ -65,3 +69,21 @@ class Nginx:
         self.process.terminate()
         self.process.wait(timeout=30)
         shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+def deployed_site(nginx_port, app_port, **directives):
+    """deploy/nginx.conf listening on `nginx_port`, in front of the app on `app_port`;
+    each keyword replaces that directive's value wherever it stands
+    (proxy_read_timeout="300ms")."""
+    site = (ROOT / "deploy" / "nginx.conf").read_text()
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{nginx_port};")
+    site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};")
+    for name, value in directives.items():
+        site = re.sub(rf"(\n\s*{name}) [^;]+;", rf"\1 {value};", site)
+    return site
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

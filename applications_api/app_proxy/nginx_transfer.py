@@ -22,6 +22,7 @@ from flask_smorest import abort
 from .forwarding import HOP_BY_HOP, NOT_FORWARDED, URL_PREFIX
 
 ERROR_HEADER = "X-App-Proxy-Error"
+CONNECTION_HEADER = "X-App-Proxy-Connection"
 # Caller headers nginx never passes on (deploy/nginx.conf clears or replaces them).
 DROPPED_BY_NGINX = HOP_BY_HOP | NOT_FORWARDED | {"expect", "http2-settings"}
 
@@ -48,8 +49,10 @@ class NginxTransfer:
 
 def _refuse_connection_named_headers():
     """nginx cannot drop headers by a name the caller chose: a request whose
-    `Connection` names one it would pass on is refused rather than forwarded with it."""
-    named = {name.strip().lower() for name in request.headers.get("Connection", "").split(",")}
+    `Connection` names one it would pass on is refused rather than forwarded with it.
+    (nginx sends its own Connection to the app, and the caller's as CONNECTION_HEADER.)"""
+    given = request.headers.get(CONNECTION_HEADER, "")
+    named = {name.strip().lower() for name in given.split(",")}
     kept = sorted(name for name in named - DROPPED_BY_NGINX if name in request.headers)
     if kept:
         abort(400, message="The Connection header names end-to-end headers this proxy "

@@ -4,11 +4,8 @@ import socket
 
 import pytest
 
-from applications_api import create_app
 from applications_api.app_proxy import signing
 from applications_api.app_proxy.network_policy import DeniedAddress, approved_address
-from tests.conftest import make_env
-from tests.live_server import LiveServer
 
 
 def raw_get(base_url, target, headers):
@@ -39,23 +36,20 @@ def raw_get(base_url, target, headers):
         "..",
     ],
 )
-def test_dot_segments_climbing_above_the_base_are_400(app, reader, proxied, upstream, path):
-    with LiveServer(app) as live:
-        status = raw_get(live.url, f"/api/v1/app_proxy/{proxied['id']}/{path}", reader)
+def test_dot_segments_climbing_above_the_base_are_400(proxy, reader, proxied, upstream, path):
+    status = raw_get(proxy.url, f"/api/v1/app_proxy/{proxied['id']}/{path}", reader)
     assert status == 400
     assert upstream.received == []
 
 
-def test_dot_segments_inside_the_base_are_resolved(app, reader, proxied, upstream):
-    with LiveServer(app) as live:
-        status = raw_get(live.url, f"/api/v1/app_proxy/{proxied['id']}/a/./b/../c", reader)
+def test_dot_segments_inside_the_base_are_resolved(proxy, reader, proxied, upstream):
+    status = raw_get(proxy.url, f"/api/v1/app_proxy/{proxied['id']}/a/./b/../c", reader)
     assert status == 200
     assert upstream.last.path == "/base/a/c"
 
 
-def test_encoded_characters_pass_through_unchanged(app, reader, proxied, upstream):
-    with LiveServer(app) as live:
-        raw_get(live.url, f"/api/v1/app_proxy/{proxied['id']}/files/a%2Fb%20c?q=%26", reader)
+def test_encoded_characters_pass_through_unchanged(proxy, reader, proxied, upstream):
+    raw_get(proxy.url, f"/api/v1/app_proxy/{proxied['id']}/files/a%2Fb%20c?q=%26", reader)
     assert upstream.last.path == "/base/files/a%2Fb%20c?q=%26"
 
 
@@ -63,9 +57,9 @@ def test_encoded_characters_pass_through_unchanged(app, reader, proxied, upstrea
     "host",
     ["169.254.169.254", "[fe80::1]", "[::ffff:169.254.169.254]"],
 )
-def test_denied_networks_are_refused_before_connecting(create, client, reader, host):
+def test_denied_networks_are_refused_before_connecting(create, proxy, reader, host):
     app = create(is_proxy_available=True, config={"web_url": f"http://{host}/"})
-    response = client.get(f"/api/v1/app_proxy/{app['id']}/latest/meta-data", headers=reader)
+    response = proxy.client.get(f"/api/v1/app_proxy/{app['id']}/latest/meta-data", headers=reader)
     assert response.status_code == 502
     assert "denied" in response.json["message"]
 
@@ -79,10 +73,10 @@ def test_a_hostname_resolving_into_a_denied_network_is_refused():
                                      ipaddress.ip_network("::1/128")))
 
 
-def test_denied_networks_are_a_setting(database_url, create, reader, upstream):
-    strict = create_app(make_env(database_url, APP_PROXY_DENIED_NETWORKS="127.0.0.0/8"))
+def test_denied_networks_are_a_setting(proxy_with, create, reader, upstream):
+    strict = proxy_with(APP_PROXY_DENIED_NETWORKS="127.0.0.0/8")
     app = create(is_proxy_available=True, config={"web_url": f"{upstream.url}/"})
-    response = strict.test_client().get(f"/api/v1/app_proxy/{app['id']}/x", headers=reader)
+    response = strict.client.get(f"/api/v1/app_proxy/{app['id']}/x", headers=reader)
     assert response.status_code == 502
     assert upstream.received == []
 
