@@ -14,7 +14,7 @@ def proxy_url(app_id, path=""):
 def test_get_is_forwarded_to_web_url_joined_with_path_and_query(proxy, reader, proxied,
                                                                 upstream):
     response = proxy.client.get(proxy_url(proxied["id"], "orders/7?expand=items&x=%2F"),
-                          headers=reader)
+                                headers=reader)
     assert response.status_code == 200
     assert upstream.last.method == "GET"
     assert upstream.last.path == "/base/orders/7?expand=items&x=%2F"
@@ -34,8 +34,10 @@ def test_web_url_without_trailing_slash_is_still_the_base(create, proxy, reader,
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
 def test_every_method_is_forwarded(proxy, reader, proxied, upstream, method):
-    response = proxy.client.open(proxy_url(proxied["id"], "thing"), method=method, headers=reader,
-                           data=b"payload" if method in ("POST", "PUT", "PATCH") else None)
+    response = proxy.client.open(
+        proxy_url(proxied["id"], "thing"), method=method, headers=reader,
+        data=b"payload" if method in ("POST", "PUT", "PATCH") else None,
+    )
     assert response.status_code == 200
     assert upstream.last.method == method
     if method in ("POST", "PUT", "PATCH"):
@@ -123,8 +125,9 @@ def test_headers_forwarded_and_withheld(proxy, reader, proxied, upstream):
     assert headers["x-app-proxy-signature"] != "forged"
 
 
-def test_headers_the_callers_connection_names_never_reach_the_backend(proxy, reader, proxied,
-                                                                       upstream):
+def test_headers_the_callers_connection_names_never_reach_the_backend(
+    proxy, reader, proxied, upstream
+):
     response = proxy.client.get(proxy_url(proxied["id"], "x"), headers={
         **reader, "Connection": "keep-alive, X-Hop", "X-Hop": "hop", "X-Kept": "kept"})
     if proxy.via == "python":  # removed, as RFC 9110 §7.6.1 asks

@@ -70,7 +70,7 @@ def test_a_hostname_resolving_into_a_denied_network_is_refused():
     # localhost resolves to 127.0.0.1 (and ::1); deny loopback and it is refused
     with pytest.raises(DeniedAddress):
         approved_address("localhost", 80, (ipaddress.ip_network("127.0.0.0/8"),
-                                     ipaddress.ip_network("::1/128")))
+                                           ipaddress.ip_network("::1/128")))
 
 
 def test_denied_networks_are_a_setting(proxy_with, create, reader, upstream):
