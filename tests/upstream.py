@@ -72,6 +72,7 @@ class Upstream:
         self.received = []
         self.answer = echo
         self.connections = 0
+        self.drop_reused = False  # close a kept-alive connection when its next request comes
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -85,6 +86,10 @@ class Upstream:
                 pass
 
             def _handle(self):
+                self.served = getattr(self, "served", 0) + 1
+                if upstream.drop_reused and self.served > 1:
+                    self.close_connection = True  # as a short keep-alive timeout does
+                    return
                 chunked = self.headers.get("Transfer-Encoding", "").lower() == "chunked"
                 if chunked:
                     body = self._read_chunked()
