@@ -1,5 +1,6 @@
 """The production stack on loopback: gunicorn (gunicorn.conf.py) behind nginx
-(deploy/nginx.conf), on the PostgreSQL database named by DATABASE_URL."""
+(deploy/nginx.conf, APP_PROXY_TRANSFER=nginx), on the PostgreSQL database named by
+DATABASE_URL; and gunicorn alone (the embedded transfer) on the same database."""
 
 import os
 import shutil
@@ -15,34 +16,62 @@ BIN = Path(sys.executable).parent
 SIGNING_KEY = "e2e-signing-key"
 
 
+class Gunicorn:
+    """gunicorn -c gunicorn.conf.py wsgi:app on a free loopback port, logging to a file."""
+
+    def __init__(self, directory, env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = directory / f"gunicorn-{self.port}.log"
+        self.env = {**env, "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
+        self.process = subprocess.Popen(
+            [BIN / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+        )
+        wait_until_up(self.url + "/api/v1/healthcheck/", self.process, self.log)
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 class Stack:
     def __init__(self, database_url):
         self.dir = Path(tempfile.mkdtemp(prefix="e2e-stack-"))
         os.chmod(self.dir, 0o755)
-        self.gunicorn_port = free_port()
-        self.nginx_port = free_port()
-        self.url = f"http://127.0.0.1:{self.nginx_port}"
-        self.gunicorn_url = f"http://127.0.0.1:{self.gunicorn_port}"
         self.env = {
             **os.environ,
             "DATABASE_URL": database_url,
             "APP_ENV": "production",
             "APP_PROXY_SIGNING_KEY": SIGNING_KEY,
             "TRUSTED_PROXIES": "1",
-            "GUNICORN_BIND": f"127.0.0.1:{self.gunicorn_port}",
+            "APP_PROXY_TRANSFER": "nginx",
             "PROMETHEUS_MULTIPROC_DIR": str(self.dir / "metrics"),
             "LOG_LEVEL": "INFO",
         }
         (self.dir / "metrics").mkdir()
         self.flask("db", "upgrade")
         self.staff_token = self.flask("create-token", "e2e-operator", "--staff")
-        self.log = self.dir / "gunicorn.log"
-        self.gunicorn = subprocess.Popen(
-            [BIN / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
-        )
-        wait_until_up(self.gunicorn_url + "/api/v1/healthcheck/", self.gunicorn, self.log)
-        self.nginx = self._start_nginx()
+        self.gunicorn = Gunicorn(self.dir, self.env)
+        self.gunicorn_url = self.gunicorn.url
+        self.log = self.gunicorn.log
+        self.nginx_port = free_port()
+        self.nginx = Nginx(deployed_site(self.nginx_port, self.gunicorn.port), self.nginx_port,
+                           ready_path="/api/v1/healthcheck/")
+        self.url = self.nginx.url
+        self.alone = None
+
+    def gunicorn_alone(self):
+        """gunicorn as scripts/serve.sh runs it: no nginx, the embedded transfer."""
+        if self.alone is None:
+            env = {**self.env, "APP_PROXY_TRANSFER": "python", "TRUSTED_PROXIES": "0",
+                   "PROMETHEUS_MULTIPROC_DIR": str(self.dir / "metrics-alone")}
+            (self.dir / "metrics-alone").mkdir()
+            self.alone = Gunicorn(self.dir, env)
+        return self.alone
 
     def flask(self, *args):
         result = subprocess.run(
@@ -51,18 +80,12 @@ class Stack:
         )
         return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
-    def _start_nginx(self):
-        site = deployed_site(self.nginx_port, self.gunicorn_port)
-        return Nginx(site, self.nginx_port, ready_path="/api/v1/healthcheck/")
-
     def log_lines(self):
         return self.log.read_text().splitlines()
 
     def stop(self):
         self.nginx.stop()
-        self.gunicorn.terminate()
-        try:
-            self.gunicorn.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.gunicorn.kill()
+        self.gunicorn.stop()
+        if self.alone:
+            self.alone.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

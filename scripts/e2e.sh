@@ -5,14 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh requirements-dev.txt
 
-apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
-if ! command -v nginx >/dev/null || ! command -v chromium >/dev/null; then
-    apt-get update -qq
-fi
-command -v nginx >/dev/null || apt_install nginx-light
+scripts/ensure-package.sh nginx nginx-light
 # Without Chromium only the Swagger UI test is skipped (it says why), so a failed
 # install is a warning, not the end of the run.
-command -v chromium >/dev/null || apt_install chromium || echo "warning: Chromium did not install"
+scripts/ensure-package.sh chromium chromium || echo "warning: Chromium did not install"
 
 started_postgresql=""
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# ensure-package.sh COMMAND PACKAGE: installs Debian's PACKAGE when COMMAND is missing.
+# The suites run real nginx (and Chromium); on a fresh machine this brings them.
+set -euo pipefail
+command -v "$1" >/dev/null && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "$1 is missing: sudo apt-get install $2" >&2
+    exit 1
+fi
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
