@@ -4,10 +4,13 @@
 |---------------------------|-----------------|--------------------------------------------|
 | GUNICORN_BIND             | 127.0.0.1:8000  | behind nginx, listen on loopback only      |
 | GUNICORN_WORKERS          | 2               | processes (about one per core)             |
-| GUNICORN_THREADS          | 8               | threads per process (gthread)              |
+| GUNICORN_THREADS          | 8               | threads per process (gthread); app_proxy's |
+|                           |                 | embedded transfer takes at most half       |
 | GUNICORN_TIMEOUT          | 60              | seconds a silent worker lives              |
 | GUNICORN_GRACEFUL_TIMEOUT | 30              | seconds to finish requests on stop/HUP     |
 | GUNICORN_KEEPALIVE        | 5               | seconds an idle keep-alive connection waits|
+|                           |                 | (keep it above nginx's keepalive_timeout,  |
+|                           |                 | 4 s in deploy/nginx.conf)                  |
 | GUNICORN_MAX_REQUESTS     | 100000          | recycle a worker after this many (+10%)    |
 | GUNICORN_ACCESS_LOG       | (off)           | "-": gunicorn's own access log on stdout  |
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))  # run as a script: bench/ and tests/ helpers live
 
 from upstream_nginx import static_nginx  # noqa: E402
 
-from tests.servers import wait_until_up  # noqa: E402
+from tests.servers import Nginx, deployed_site, wait_until_up  # noqa: E402
 
 BIN = Path(sys.executable).parent
 LUA = ROOT / "bench" / "lua"
@@ -108,6 +108,7 @@ class Server:
 
     def __init__(self, app, port, env):
         self.port = port
+        self.url = f"http://127.0.0.1:{port}"
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 sys.exit(f"port {port} is taken: is another benchmark running?")
@@ -265,32 +266,49 @@ def peak_rss_growth_kib(server, download):
 
 
 def proxy_scenarios(args, env, api, report):
-    nginx = static_nginx(8103, {"1k.bin": 1024, "10m.bin": 10 << 20, "200m.bin": 200 << 20})
+    """app_proxy on both transfers: the embedded one (gunicorn alone) and the deployment
+    (deploy/nginx.conf in front of gunicorn with APP_PROXY_TRANSFER=nginx)."""
+    static = static_nginx(8103, {"1k.bin": 1024, "10m.bin": 10 << 20, "200m.bin": 200 << 20})
+    decider = Server("wsgi:app", 8104, {**env, "APP_PROXY_TRANSFER": "nginx",
+                                        "TRUSTED_PROXIES": "1"})
+    front = Nginx(deployed_site(8105, 8104), 8105, ready_path="/api/v1/healthcheck/")
     try:
         auth = {"Authorization": f"Token {env['BENCH_TOKEN']}"}
         created = requests.post(
             f"http://127.0.0.1:{api.port}/api/v1/applications/",
             json={"name": "bench upstream", "application_type": "extension",
-                  "is_proxy_available": True, "config": {"web_url": nginx.url + "/"}},
+                  "is_proxy_available": True, "config": {"web_url": static.url + "/"}},
             headers=auth, timeout=30,
         ).json()
         proxy = f"/api/v1/app_proxy/{created['id']}"
-        report.add("proxy: 1 KiB GET", wrk(api, f"{proxy}/1k.bin", args, env))
         report.add("direct: 1 KiB GET (nginx)", wrk(Direct(8103), "/1k.bin", args, env))
-        base = f"http://127.0.0.1:{api.port}{proxy}"
+        report.add("embedded proxy: 1 KiB GET", wrk(api, f"{proxy}/1k.bin", args, env))
+        report.add("nginx proxy: 1 KiB GET", wrk(Direct(8105), f"{proxy}/1k.bin", args, env))
+        rates = {}
         for label, method, url, headers in (
-            ("proxy: 10 MiB download", "GET", f"{base}/10m.bin", auth),
-            ("direct: 10 MiB download", "GET", f"{nginx.url}/10m.bin", {}),
-            ("proxy: 10 MiB upload", "PUT", f"{base}/upload", auth),
-            ("direct: 10 MiB upload", "PUT", f"{nginx.url}/upload", {}),
+            ("direct: 10 MiB download", "GET", f"{static.url}/10m.bin", {}),
+            ("embedded proxy: 10 MiB download", "GET", f"{api.url}{proxy}/10m.bin", auth),
+            ("nginx proxy: 10 MiB download", "GET", f"{front.url}{proxy}/10m.bin", auth),
+            ("direct: 10 MiB upload", "PUT", f"{static.url}/upload", {}),
+            ("embedded proxy: 10 MiB upload", "PUT", f"{api.url}{proxy}/upload", auth),
+            ("nginx proxy: 10 MiB upload", "PUT", f"{front.url}{proxy}/upload", auth),
         ):
-            report.note(f"{label}: {transfer_rate(method, url, headers, 10 << 20):.0f} MB/s")
-        growth = peak_rss_growth_kib(
-            api, lambda: transfer_rate("GET", f"{base}/200m.bin", auth, 200 << 20, repeat=1)
-        )
-        report.note(f"proxy: 200 MB download: workers' RSS rose by {growth / 1024:.1f} MB")
+            rates[label] = transfer_rate(method, url, headers, 10 << 20)
+            report.note(f"{label}: {rates[label]:.0f} MB/s")
+        for way in ("download", "upload"):
+            direct = rates[f"direct: 10 MiB {way}"]
+            report.note(f"10 MiB {way}, share of nginx direct: "
+                        f"embedded {rates[f'embedded proxy: 10 MiB {way}'] / direct:.2f}, "
+                        f"through nginx {rates[f'nginx proxy: 10 MiB {way}'] / direct:.2f}")
+        for label, server, base in (("embedded", api, api.url), ("nginx", decider, front.url)):
+            growth = peak_rss_growth_kib(server, lambda base=base: transfer_rate(
+                "GET", f"{base}{proxy}/200m.bin", auth, 200 << 20, repeat=1))
+            report.note(f"{label} proxy: 200 MB download: gunicorn workers' RSS rose by "
+                        f"{growth / 1024:.1f} MB")
     finally:
-        nginx.stop()
+        front.stop()
+        decider.stop()
+        static.stop()
 
 
 def api_scenarios(args, env, api, database_url, report):
@@ -324,7 +342,10 @@ def main():
             sys.exit(f"{tool} is missing: apt-get install wrk nginx-light")
     database_url = recreate_database(args.admin_url, args.database)
     # Default settings, INFO logging included: one JSON line per request, as deployed.
-    env = {**os.environ, "DATABASE_URL": database_url, "BENCH_ROWS": "2000"}
+    # The embedded proxy's bulkhead is opened to every thread: wrk's 16 connections on
+    # one application would otherwise measure its 503s, not the forwarder.
+    env = {**os.environ, "DATABASE_URL": database_url, "BENCH_ROWS": "2000",
+           "APP_PROXY_MAX_IN_FLIGHT": "8", "APP_PROXY_MAX_IN_FLIGHT_PER_APP": "8"}
     flask(env, "db", "upgrade")
     env["BENCH_TOKEN"] = flask(env, "create-token", "bench", "--staff")
 

@@ -19,6 +19,19 @@ def test_defaults():
     assert settings.auth_cache_seconds == 10
     assert settings.proxy_cache_seconds == 5
     assert [str(n) for n in settings.proxy_denied_networks] == ["169.254.0.0/16", "fe80::/10"]
+    assert settings.proxy_transfer == "python"
+    assert settings.proxy_max_in_flight == 4  # half of gunicorn's 8 threads
+    assert settings.proxy_max_in_flight_per_app == 2
+    assert settings.proxy_deadline == 300
+    assert settings.proxy_min_rate == 1024
+
+
+def test_the_proxy_bulkhead_follows_gunicorns_threads():
+    settings = load_settings({"GUNICORN_THREADS": "16", "APP_PROXY_TRANSFER": "NGINX"})
+    assert (settings.proxy_max_in_flight, settings.proxy_max_in_flight_per_app) == (8, 4)
+    assert settings.proxy_transfer == "nginx"
+    one_thread = load_settings({"GUNICORN_THREADS": "1"})
+    assert (one_thread.proxy_max_in_flight, one_thread.proxy_max_in_flight_per_app) == (1, 1)
 
 
 @pytest.mark.parametrize(
@@ -54,6 +67,11 @@ def test_database_urls_as_platforms_hand_them_out(given, expected):
         ("TRUSTED_PROXIES", "one"),
         ("APP_ENV", "staging"),
         ("APP_PROXY_CACHE_SECONDS", "never"),
+        ("APP_PROXY_TRANSFER", "envoy"),
+        ("APP_PROXY_MAX_IN_FLIGHT", "0"),
+        ("APP_PROXY_MAX_IN_FLIGHT_PER_APP", "many"),
+        ("APP_PROXY_DEADLINE", "0"),
+        ("APP_PROXY_MIN_RATE", "-1"),
     ],
 )
 def test_an_invalid_setting_names_itself(name, value):
