@@ -138,6 +138,6 @@ def load_settings(env=None):
             env, "APP_PROXY_MAX_IN_FLIGHT_PER_APP", max(1, max_in_flight // 2), cast=int
         ),
         proxy_deadline=_number(env, "APP_PROXY_DEADLINE", 300.0),
-        proxy_min_rate=_number(env, "APP_PROXY_MIN_RATE", 1024, cast=int, allow_zero=True),
+        proxy_min_rate=_number(env, "APP_PROXY_MIN_RATE", 4096, cast=int, allow_zero=True),
         log_level=log_level,
     )

@@ -28,7 +28,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: bench/ and tests/ helpers live there
 
-from upstream_nginx import static_nginx  # noqa: E402
+from upstream_nginx import plain_proxy_nginx, static_nginx  # noqa: E402
 
 from tests.servers import Nginx, deployed_site, wait_until_up  # noqa: E402
 
@@ -235,13 +235,23 @@ def transfer_rate(method, url, headers, size, repeat=3):
     for _ in range(repeat):
         if method == "GET":
             with requests.get(url, headers=headers, stream=True, timeout=120) as response:
-                got = sum(len(c) for c in response.iter_content(1 << 16))
+                got = sum(len(c) for c in response.iter_content(1 << 20))
                 assert response.status_code == 200 and got == size, (response.status_code, got)
         else:
-            chunks = (b"x" * (1 << 16) for _ in range(size >> 16))
+            chunks = (b"x" * (1 << 20) for _ in range(size >> 20))
             response = requests.put(url, data=chunks, headers=headers, timeout=120)
             assert response.status_code == 204, response.status_code
     return repeat * size / (1 << 20) / (time.monotonic() - started)
+
+
+def median_rates(transfers, rounds=7):
+    """label → median MB/s over `rounds` rounds, each running every transfer once in turn,
+    so the direct and proxied figures share the machine's noise."""
+    samples = collections.defaultdict(list)
+    for _ in range(rounds):
+        for label, (method, url, headers) in transfers.items():
+            samples[label].append(transfer_rate(method, url, headers, 10 << 20, repeat=2))
+    return {label: sorted(rates)[len(rates) // 2] for label, rates in samples.items()}
 
 
 def peak_rss_growth_kib(server, download):
@@ -272,6 +282,7 @@ def proxy_scenarios(args, env, api, report):
     decider = Server("wsgi:app", 8104, {**env, "APP_PROXY_TRANSFER": "nginx",
                                         "TRUSTED_PROXIES": "1"})
     front = Nginx(deployed_site(8105, 8104), 8105, ready_path="/api/v1/healthcheck/")
+    plain = plain_proxy_nginx(8106, 8103)
     try:
         auth = {"Authorization": f"Token {env['BENCH_TOKEN']}"}
         created = requests.post(
@@ -284,28 +295,30 @@ def proxy_scenarios(args, env, api, report):
         report.add("direct: 1 KiB GET (nginx)", wrk(Direct(8103), "/1k.bin", args, env))
         report.add("embedded proxy: 1 KiB GET", wrk(api, f"{proxy}/1k.bin", args, env))
         report.add("nginx proxy: 1 KiB GET", wrk(Direct(8105), f"{proxy}/1k.bin", args, env))
-        rates = {}
-        for label, method, url, headers in (
-            ("direct: 10 MiB download", "GET", f"{static.url}/10m.bin", {}),
-            ("embedded proxy: 10 MiB download", "GET", f"{api.url}{proxy}/10m.bin", auth),
-            ("nginx proxy: 10 MiB download", "GET", f"{front.url}{proxy}/10m.bin", auth),
-            ("direct: 10 MiB upload", "PUT", f"{static.url}/upload", {}),
-            ("embedded proxy: 10 MiB upload", "PUT", f"{api.url}{proxy}/upload", auth),
-            ("nginx proxy: 10 MiB upload", "PUT", f"{front.url}{proxy}/upload", auth),
-        ):
-            rates[label] = transfer_rate(method, url, headers, 10 << 20)
-            report.note(f"{label}: {rates[label]:.0f} MB/s")
+        rates = median_rates({
+            "direct: 10 MiB download": ("GET", f"{static.url}/10m.bin", {}),
+            "plain nginx proxy: 10 MiB download": ("GET", f"{plain.url}/10m.bin", {}),
+            "embedded proxy: 10 MiB download": ("GET", f"{api.url}{proxy}/10m.bin", auth),
+            "nginx proxy: 10 MiB download": ("GET", f"{front.url}{proxy}/10m.bin", auth),
+            "direct: 10 MiB upload": ("PUT", f"{static.url}/upload", {}),
+            "plain nginx proxy: 10 MiB upload": ("PUT", f"{plain.url}/upload", {}),
+            "embedded proxy: 10 MiB upload": ("PUT", f"{api.url}{proxy}/upload", auth),
+            "nginx proxy: 10 MiB upload": ("PUT", f"{front.url}{proxy}/upload", auth),
+        })
+        for label, rate in rates.items():
+            report.note(f"{label}: {rate:.0f} MB/s (median of 7)")
         for way in ("download", "upload"):
             direct = rates[f"direct: 10 MiB {way}"]
-            report.note(f"10 MiB {way}, share of nginx direct: "
-                        f"embedded {rates[f'embedded proxy: 10 MiB {way}'] / direct:.2f}, "
-                        f"through nginx {rates[f'nginx proxy: 10 MiB {way}'] / direct:.2f}")
+            shares = ", ".join(f"{kind} {rates[f'{kind} proxy: 10 MiB {way}'] / direct:.2f}"
+                               for kind in ("embedded", "nginx", "plain nginx"))
+            report.note(f"10 MiB {way}, share of nginx direct: {shares}")
         for label, server, base in (("embedded", api, api.url), ("nginx", decider, front.url)):
             growth = peak_rss_growth_kib(server, lambda base=base: transfer_rate(
                 "GET", f"{base}{proxy}/200m.bin", auth, 200 << 20, repeat=1))
             report.note(f"{label} proxy: 200 MB download: gunicorn workers' RSS rose by "
                         f"{growth / 1024:.1f} MB")
     finally:
+        plain.stop()
         front.stop()
         decider.stop()
         static.stop()

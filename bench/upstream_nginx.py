@@ -17,6 +17,29 @@ server {{
 """
 
 
+PLAIN_PROXY = """
+server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 0;
+    location / {{
+        proxy_pass http://127.0.0.1:{upstream};
+        proxy_http_version 1.1;
+        proxy_request_buffering off;
+        proxy_buffering off;
+        client_body_buffer_size 256k;
+        proxy_buffer_size 256k;
+        proxy_buffers 4 256k;
+    }}
+}}
+"""
+
+
+def plain_proxy_nginx(port, upstream):
+    """nginx proxying everything to `upstream` unbuffered, with no decision and no
+    rules: what moving the bytes through one nginx costs by itself."""
+    return Nginx(PLAIN_PROXY.format(port=port, upstream=upstream), port)
+
+
 def static_nginx(port, files):
     """files: {name: size in bytes}, written with random content."""
     prefix = Path(tempfile.mkdtemp(prefix="bench-nginx-"))

@@ -37,9 +37,12 @@ from .forwarding import end_to_end, fail, forwarded_headers, proxy_prefix
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
-UPLOAD_READ_SIZE = 8 * 1024  # progress is seen per read: keep it below MIN_RATE × grace
+UPLOAD_READ_SIZE = 64 * 1024
 POOL_SIZE = 32  # connections kept per upstream host: above gunicorn's threads per worker
-RATE_GRACE = 10.0  # seconds a body may move slower than APP_PROXY_MIN_RATE at first
+# Seconds a body may move slower than APP_PROXY_MIN_RATE at first. The watchdog sees an
+# upload's progress one read (UPLOAD_READ_SIZE) at a time, so MIN_RATE × RATE_GRACE must
+# exceed a read, or an honest client at the minimum rate could be cut (4 KiB/s × 30 s).
+RATE_GRACE = 30.0
 WATCHDOG_INTERVAL = 0.5
 REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})  # idempotent, when bodiless
 

@@ -23,7 +23,7 @@ def test_defaults():
     assert settings.proxy_max_in_flight == 4  # half of gunicorn's 8 threads
     assert settings.proxy_max_in_flight_per_app == 2
     assert settings.proxy_deadline == 300
-    assert settings.proxy_min_rate == 1024
+    assert settings.proxy_min_rate == 4096
 
 
 def test_the_proxy_bulkhead_follows_gunicorns_threads():
