@@ -68,7 +68,8 @@ def reset_after(handler, sent=b"partial" * 10_000, promised=1_000_000, pause=0.3
 
 
 class Upstream:
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: an ssl.SSLContext to serve https with."""
         self.received = []
         self.answer = echo
         self.connections = 0
@@ -119,8 +120,10 @@ class Upstream:
         self.server.daemon_threads = True
         # a caller that went away mid-answer is what several tests do: no traceback
         self.server.handle_error = lambda request, address: None
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_port
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()

@@ -58,8 +58,9 @@ class HttpClient:
 class Proxy:
     """One way to the proxy: `client` for calls, `url` of a real server for streams."""
 
-    def __init__(self, via, app, stack, settings):
+    def __init__(self, via, app, stack, settings, nginx=None):
         self.via, self.app, self.stack, self.settings = via, app, stack, settings
+        self.nginx_directives = nginx or {}
         self._url = None
         self.client = app.test_client() if via == "python" else HttpClient(self.url)
 
@@ -73,6 +74,7 @@ class Proxy:
                 overrides = {directive: f"{round(float(self.settings[name]) * 1000)}ms"
                              for name, directive in NGINX_DIRECTIVES.items()
                              if name in self.settings}
+                overrides.update(self.nginx_directives)
                 site = deployed_site(port, int(live.url.rsplit(":", 1)[1]), **overrides)
                 nginx = Nginx(site, port, ready_path="/api/v1/healthcheck/")
                 self.stack.callback(nginx.stop)
@@ -87,18 +89,20 @@ def via(request):
     return request.param
 
 
-def make_proxy(database_url, via, stack, **settings):
+def make_proxy(database_url, via, stack, nginx=None, **settings):
     env = dict(settings)
     if via == "nginx":
         env.update(APP_PROXY_TRANSFER="nginx", TRUSTED_PROXIES="1")
-    return Proxy(via, create_app(make_env(database_url, **env)), stack, settings)
+    return Proxy(via, create_app(make_env(database_url, **env)), stack, settings, nginx)
 
 
 @pytest.fixture
 def proxy_with(database_url, via):
-    """proxy_with(**settings): the proxy on `via`, the app built with these settings."""
+    """proxy_with(nginx={directive: value}, **settings): the proxy on `via`, the app
+    built with these settings (and nginx's site with these directives)."""
     with ExitStack() as stack:
-        yield lambda **settings: make_proxy(database_url, via, stack, **settings)
+        yield lambda nginx=None, **settings: make_proxy(database_url, via, stack, nginx,
+                                                        **settings)
 
 
 @pytest.fixture(scope="session")
