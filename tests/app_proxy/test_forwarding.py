@@ -269,3 +269,19 @@ def test_a_proxied_request_checks_out_one_database_connection(
     finally:
         event.remove(pool, "checkout", count)
     assert len(checkouts) == 1  # the token and application lookups share it
+
+
+def test_a_missing_trailing_slash_is_redirected(proxy, reader, proxied, upstream):
+    response = proxy.client.get(f"/api/v1/app_proxy/{proxied['id']}", headers=reader)
+    assert response.status_code == 308
+    assert response.headers["Location"].endswith(f"/api/v1/app_proxy/{proxied['id']}/")
+    assert upstream.received == []
+
+
+def test_an_invented_method_is_a_json_405(proxy, reader, proxied, upstream):
+    response = proxy.client.open(proxy_url(proxied["id"], "x"), method="QAAAA",
+                                 headers=reader)
+    assert response.status_code == 405
+    assert response.json["code"] == 405
+    assert "GET" in response.headers["Allow"]
+    assert upstream.received == []
