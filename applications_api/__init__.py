@@ -21,7 +21,7 @@ def create_app(env=None):
     _configure_logging(settings)
 
     from . import observability
-    from .cache import TTLCache
+    from .cache import ChangeFeed, FreshCache
     from .docs import assets as docs_assets
     from .errors import register_error_handlers
     from .extensions import Api, db, end_reads, install_sqlite_pragmas, migrate
@@ -41,8 +41,11 @@ def create_app(env=None):
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n,
                                 x_prefix=n)
-    app.extensions["token_cache"] = TTLCache(settings.auth_cache_seconds)
-    app.extensions["app_proxy_targets"] = TTLCache(settings.proxy_cache_seconds)
+    changes = ChangeFeed(settings.database_url, settings.database_connect_timeout)
+    app.extensions["token_cache"] = FreshCache(changes, "auth", settings.auth_cache_seconds)
+    app.extensions["app_proxy_targets"] = FreshCache(
+        changes, "applications", settings.proxy_cache_seconds
+    )
 
     from .app_proxy.views import blp as app_proxy_blp
     from .app_proxy.views import init_transfer

@@ -9,33 +9,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.servers import Nginx, deployed_site, free_port, wait_until_up
+from tests.servers import Gunicorn, Nginx, deployed_site, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SIGNING_KEY = "e2e-signing-key"
-
-
-class Gunicorn:
-    """gunicorn -c gunicorn.conf.py wsgi:app on a free loopback port, logging to a file."""
-
-    def __init__(self, directory, env):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = directory / f"gunicorn-{self.port}.log"
-        self.env = {**env, "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
-        self.process = subprocess.Popen(
-            [BIN / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
-        )
-        wait_until_up(self.url + "/api/v1/healthcheck/", self.process, self.log)
-
-    def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 class Stack:

@@ -2,6 +2,7 @@
 DATABASE_URL says so), migrated with Alembic, emptied between tests."""
 
 import os
+import time
 
 import flask_migrate
 import pytest
@@ -155,3 +156,13 @@ def upstream():
 def proxied(create, upstream):
     """An active, proxy-available application whose web_url is the upstream + /base/."""
     return create(is_proxy_available=True, config={"web_url": f"{upstream.url}/base/"})
+
+
+def caches_trusted(app):
+    """Wait until the app's caches may be used: on PostgreSQL, once its change feed
+    listens (cache.py), which starts with the first cached lookup."""
+    cache = app.extensions["token_cache"]
+    deadline = time.monotonic() + 10
+    while cache.generation() is None:
+        assert time.monotonic() < deadline, "the change feed never started listening"
+        time.sleep(0.01)

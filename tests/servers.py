@@ -6,6 +6,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -87,3 +88,27 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class Gunicorn:
+    """gunicorn -c gunicorn.conf.py wsgi:app on a free loopback port, logging to a file
+    in `directory`; `env` is the whole environment."""
+
+    def __init__(self, directory, env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(directory) / f"gunicorn-{self.port}.log"
+        self.env = {**env, "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
+        bin_dir = Path(sys.executable).parent
+        self.process = subprocess.Popen(
+            [bin_dir / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT, env=self.env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+        )
+        wait_until_up(self.url + "/api/v1/healthcheck/", self.process, self.log)
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()

@@ -39,15 +39,16 @@ def proxied_web_url(app_id):
     """The application's web_url, or 404 unless it exists, is active, proxy-available
     and has a valid web_url.
 
-    At most one query, none while the answer is cached: a found web_url is kept for
-    APP_PROXY_CACHE_SECONDS, so a deactivated application or a changed web_url takes
-    effect on every worker at most that long afterwards. The database connection is
-    released before the upstream is contacted, so a slow backend never holds it.
+    At most one query, none while the answer is cached: a found web_url is kept until
+    an application changes (cache.py: every worker hears of it at once) or
+    APP_PROXY_CACHE_SECONDS pass. The database connection is released before the
+    upstream is contacted, so a slow backend never holds it.
     """
     cache = current_app.extensions["app_proxy_targets"]
     web_url = cache.get(app_id)
     if web_url:
         return web_url
+    generation = cache.generation()
     row = None
     if app_id <= MAX_ID:
         row = reads().execute(PROXIED_CONFIG, {"app_id": app_id}).first()
@@ -55,7 +56,7 @@ def proxied_web_url(app_id):
     web_url = (row.config or {}).get("web_url") if row else None
     if not is_web_url(web_url):
         abort(404, message=f"Application {app_id} is not available through app_proxy.")
-    cache.put(app_id, web_url)
+    cache.put(app_id, web_url, generation)
     return web_url
 
 

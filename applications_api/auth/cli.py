@@ -1,6 +1,15 @@
+"""Managing access from the command line: `flask --app wsgi COMMAND`.
+
+Every change commits at once and every worker of every server honours it on its next
+request (the caches hear of it: applications_api/cache.py).
+"""
+
 import click
 from flask import Blueprint
+from sqlalchemy import delete, select
 
+from ..extensions import db
+from .models import Token, User
 from .tokens import issue_token
 
 commands = Blueprint("auth_commands", __name__, cli_group=None)
@@ -17,3 +26,77 @@ def create_token(username, staff):
     key = issue_token(username, staff=staff)
     click.echo(f"Token for {username}{' (staff)' if staff else ''}:")
     click.echo(key)
+
+
+@commands.cli.command("list-tokens")
+@click.argument("username", required=False)
+def list_tokens(username):
+    """List tokens (of USERNAME, or everyone's): prefix, user, created, last used."""
+    query = (select(Token.prefix, User.username, User.is_active, User.is_staff,
+                    Token.created_date, Token.last_used)
+             .join(User, Token.user_id == User.id).order_by(Token.created_date, Token.id))
+    if username:
+        query = query.where(User.username == _user(username).username)
+    rows = db.session.execute(query).all()
+    click.echo(f"{'PREFIX':<9} {'USER':<24} {'CREATED':<26} {'LAST USED':<26}")
+    for prefix, name, active, staff, created, last_used in rows:
+        flags = "".join((" (staff)" if staff else "", " (inactive)" if not active else ""))
+        click.echo(f"{prefix or '-':<9} {name + flags:<24} {_when(created):<26} "
+                   f"{_when(last_used) if last_used else 'never':<26}")
+
+
+@commands.cli.command("revoke-token")
+@click.argument("prefix")
+def revoke_token(prefix):
+    """Delete the token whose key starts with PREFIX (as list-tokens shows it)."""
+    matching = db.session.scalars(select(Token.id).where(Token.prefix == prefix)).all()
+    if len(matching) != 1:
+        raise click.ClickException(
+            f"no token has the prefix {prefix!r}" if not matching
+            else f"{len(matching)} tokens have the prefix {prefix!r}: none revoked"
+        )
+    db.session.execute(delete(Token).where(Token.id == matching[0]))
+    db.session.commit()
+    click.echo(f"Revoked token {prefix}.")
+
+
+@commands.cli.command("deactivate-user")
+@click.argument("username")
+def deactivate_user(username):
+    """Refuse USERNAME's tokens from now on (401), keeping the user and its tokens."""
+    _set(username, is_active=False)
+
+
+@commands.cli.command("activate-user")
+@click.argument("username")
+def activate_user(username):
+    """Accept USERNAME's tokens again."""
+    _set(username, is_active=True)
+
+
+@commands.cli.command("set-staff")
+@click.argument("username")
+@click.option("--on/--off", "staff", required=True,
+              help="Whether USERNAME may create, update and delete applications.")
+def set_staff(username, staff):
+    """Promote USERNAME to staff (--on) or demote it to reader (--off)."""
+    _set(username, is_staff=staff)
+
+
+def _user(username):
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise click.ClickException(f"no user is named {username!r}")
+    return user
+
+
+def _set(username, **values):
+    user = _user(username)
+    for name, value in values.items():
+        setattr(user, name, value)
+    db.session.commit()
+    click.echo(f"{username}: " + ", ".join(f"{name}={value}" for name, value in values.items()))
+
+
+def _when(moment):
+    return moment.isoformat(timespec="seconds")

@@ -2,6 +2,9 @@ from ..db_types import UTCDateTime, utcnow
 from ..extensions import db
 
 
+PREFIX_LENGTH = 8
+
+
 class User(db.Model):
     __tablename__ = "users"
 
@@ -23,5 +26,9 @@ class Token(db.Model):
         db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
     )
     created_date = db.Column(UTCDateTime, nullable=False, default=utcnow)
+    # the key's first characters, to name a token without its key (list-tokens,
+    # revoke-token); null for tokens made before they were kept
+    prefix = db.Column(db.String(PREFIX_LENGTH), index=True)
+    last_used = db.Column(UTCDateTime)
 
     user = db.relationship(User)

@@ -10,7 +10,7 @@ import secrets
 from sqlalchemy import select
 
 from ..extensions import begin_transaction, db
-from .models import Token, User
+from .models import PREFIX_LENGTH, Token, User
 
 
 def key_digest(key):
@@ -27,6 +27,6 @@ def issue_token(username, *, staff=False):
     elif staff:
         user.is_staff = True
     key = secrets.token_hex(24)
-    db.session.add(Token(key_digest=key_digest(key), user=user))
+    db.session.add(Token(key_digest=key_digest(key), prefix=key[:PREFIX_LENGTH], user=user))
     db.session.commit()
     return key

@@ -223,14 +223,19 @@ def test_proxy_runs_at_most_one_query_per_request(
 def test_with_caches_a_proxied_request_runs_no_query(database_url, reader, proxied, upstream,
                                                      count_statements):
     from applications_api import create_app
-    from tests.conftest import make_env
+    from tests.conftest import caches_trusted, make_env
 
     cached = create_app(make_env(database_url, AUTH_CACHE_SECONDS="60",
                                  APP_PROXY_CACHE_SECONDS="60"))
+    caches_trusted(cached)
     client = cached.test_client()
-    client.get(proxy_url(proxied["id"], "warm"), headers=reader)
-    with count_statements(cached) as counter:
-        assert client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 200
+    # warming takes up to three calls: recording the token's first use is a change that
+    # SQLite's workers hear of
+    for _ in range(3):
+        with count_statements(cached) as counter:
+            assert client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 200
+        if not counter.statements:
+            break
     assert counter.statements == []
 
 

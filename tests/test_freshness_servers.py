@@ -1,0 +1,185 @@
+"""Separate gunicorn servers (each with two workers and its caches on) on one database:
+a change made on one side, through the API, the CLI or plain SQL, is honoured by every
+worker of the other within 100 ms of its commit. On SQLite (one machine) the same rules
+hold across one server's workers."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+
+from applications_api.auth.tokens import issue_token
+from tests.conftest import ON_POSTGRESQL, make_env, postgresql_only
+from tests.servers import ROOT, Gunicorn
+
+WITHIN = 0.1
+LIST = "/api/v1/applications/"
+
+
+@pytest.fixture(scope="module")
+def servers(database_url, app, tmp_path_factory):
+    """Two servers on PostgreSQL; on SQLite one server, asked as if it were two."""
+    folder = tmp_path_factory.mktemp("servers")
+    env = {**os.environ, **make_env(database_url, AUTH_CACHE_SECONDS="60",
+                                    APP_PROXY_CACHE_SECONDS="60"),
+           "GUNICORN_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    started = [Gunicorn(folder, env)]
+    if ON_POSTGRESQL:
+        started.append(Gunicorn(folder, env))
+    yield started[0], started[-1], env
+    for server in started:
+        server.stop()
+
+
+def status(server, path, headers, method="GET", **kwargs):
+    # a new connection each time, so both workers of the server answer in turn
+    return requests.request(method, server.url + path, headers=headers, timeout=5,
+                            **kwargs).status_code
+
+
+def prime(server, path, headers, expected):
+    for _ in range(8):  # both workers cache it
+        assert status(server, path, headers) == expected
+
+
+def honoured(server, path, headers, expected):
+    """The server answers `expected` within WITHIN seconds, then on every worker."""
+    started = time.monotonic()
+    while status(server, path, headers) != expected:
+        assert time.monotonic() - started < WITHIN, "a cached answer outlived its row"
+    for _ in range(8):
+        assert status(server, path, headers) == expected
+    return time.monotonic() - started
+
+
+def flask_command(env, *args):
+    subprocess.run([Path(sys.executable).parent / "flask", "--app", "wsgi", *args], cwd=ROOT,
+                   env=env, check=True, capture_output=True, timeout=60)
+
+
+def plain_sql(database_url, statement):
+    if ON_POSTGRESQL:
+        with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(statement)
+    else:
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
+            conn.execute(statement)
+        conn.close()
+
+
+@pytest.fixture
+def reader_key(app):
+    with app.app_context():
+        return issue_token("far-reader")
+
+
+@pytest.mark.parametrize("how", ["cli", "sql"])
+def test_a_revoked_token(servers, database_url, reader_key, how):
+    one, other, env = servers
+    headers = {"Authorization": f"Token {reader_key}"}
+    prime(other, LIST, headers, 200)
+    if how == "cli":
+        flask_command(env, "revoke-token", reader_key[:8])
+    else:
+        plain_sql(database_url, "DELETE FROM tokens")
+    honoured(other, LIST, headers, 401)
+
+
+@pytest.mark.parametrize("how", ["cli", "sql"])
+def test_a_deactivated_then_reactivated_user(servers, database_url, reader_key, how):
+    one, other, env = servers
+    headers = {"Authorization": f"Token {reader_key}"}
+    prime(other, LIST, headers, 200)
+    if how == "cli":
+        flask_command(env, "deactivate-user", "far-reader")
+    else:
+        plain_sql(database_url, "UPDATE users SET is_active = false")
+    honoured(other, LIST, headers, 401)
+    if how == "cli":
+        flask_command(env, "activate-user", "far-reader")
+    else:
+        plain_sql(database_url, "UPDATE users SET is_active = true")
+    honoured(other, LIST, headers, 200)
+
+
+@pytest.mark.parametrize("how", ["cli", "sql"])
+def test_a_promoted_then_demoted_user(servers, database_url, reader_key, how):
+    one, other, env = servers
+    headers = {"Authorization": f"Token {reader_key}"}
+    application = {"name": "Far", "application_type": "extension"}
+    for _ in range(4):
+        assert status(other, LIST, headers, "POST", json=application) == 403
+    if how == "cli":
+        flask_command(env, "set-staff", "far-reader", "--on")
+    else:
+        plain_sql(database_url, "UPDATE users SET is_staff = true")
+    started = time.monotonic()
+    while status(other, LIST, headers, "POST", json=application) != 201:
+        assert time.monotonic() - started < WITHIN
+    if how == "cli":
+        flask_command(env, "set-staff", "far-reader", "--off")
+    else:
+        plain_sql(database_url, "UPDATE users SET is_staff = false")
+    started = time.monotonic()
+    while status(other, LIST, headers, "POST", json=application) != 403:
+        assert time.monotonic() - started < WITHIN
+
+
+@pytest.mark.parametrize("change", ["soft delete", "deactivate", "proxy off", "web_url"])
+@pytest.mark.parametrize("how", ["api", "sql"])
+def test_where_app_proxy_forwards(servers, database_url, staff, reader, upstream, how, change):
+    one, other, _ = servers
+    created = requests.post(one.url + LIST, headers=staff, timeout=5, json={
+        "name": "Far backend", "application_type": "extension", "is_proxy_available": True,
+        "config": {"web_url": f"{upstream.url}/base/"}}).json()
+    path = f"/api/v1/app_proxy/{created['id']}/x"
+    prime(other, path, reader, 200)
+    item = f"{one.url}{LIST}{created['id']}/"
+    if how == "api":
+        body = {"deactivate": {"is_active": False}, "proxy off": {"is_proxy_available": False},
+                "web_url": {"config": {"web_url": f"{upstream.url}/moved/"}}}.get(change)
+        requests.request("DELETE" if body is None else "PATCH", item, json=body,
+                         headers=staff, timeout=5).raise_for_status()
+    else:
+        column = {"soft delete": "is_active = false", "deactivate": "is_active = false",
+                  "proxy off": "is_proxy_available = false",
+                  "web_url": f"""config = '{{"web_url": "{upstream.url}/moved/"}}'"""}[change]
+        plain_sql(database_url, f"UPDATE applications SET {column} WHERE id = {created['id']}")
+    if change == "web_url":
+        started = time.monotonic()
+        while status(other, path, reader) != 200 or upstream.last.path != "/moved/x":
+            assert time.monotonic() - started < WITHIN
+    else:
+        honoured(other, path, reader, 404)
+
+
+@postgresql_only
+def test_a_worker_that_lost_its_listener_stops_trusting_its_cache(servers, database_url,
+                                                                  reader_key):
+    one, other, _ = servers
+    headers = {"Authorization": f"Token {reader_key}"}
+    prime(other, LIST, headers, 200)
+    admin = database_url.replace("+psycopg", "")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'applications_api change feed' AND datname = "
+            "current_database()").fetchone()[0]
+        assert killed >= 2  # the listeners of both servers' workers, at least
+        conn.execute("UPDATE users SET is_active = false")  # nobody is listening now
+    honoured(other, LIST, headers, 401)
+    with psycopg.connect(admin, autocommit=True) as conn:  # and once they are back
+        deadline = time.monotonic() + 10
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                           "'applications_api change feed' AND datname = current_database()"
+                           ).fetchone()[0] < killed:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        conn.execute("UPDATE users SET is_active = true")
+    honoured(other, LIST, headers, 200)
