@@ -73,6 +73,14 @@ def plain_sql(database_url, statement):
         conn.close()
 
 
+def change(how, env, database_url, command, statement):
+    """Make a change through the CLI (`command`) or in plain SQL (`statement`)."""
+    if how == "cli":
+        flask_command(env, *command)
+    else:
+        plain_sql(database_url, statement)
+
+
 @pytest.fixture
 def reader_key(app):
     with app.app_context():
@@ -84,10 +92,7 @@ def test_a_revoked_token(servers, database_url, reader_key, how):
     one, other, env = servers
     headers = {"Authorization": f"Token {reader_key}"}
     prime(other, LIST, headers, 200)
-    if how == "cli":
-        flask_command(env, "revoke-token", reader_key[:8])
-    else:
-        plain_sql(database_url, "DELETE FROM tokens")
+    change(how, env, database_url, ["revoke-token", reader_key[:8]], "DELETE FROM tokens")
     honoured(other, LIST, headers, 401)
 
 
@@ -96,15 +101,11 @@ def test_a_deactivated_then_reactivated_user(servers, database_url, reader_key, 
     one, other, env = servers
     headers = {"Authorization": f"Token {reader_key}"}
     prime(other, LIST, headers, 200)
-    if how == "cli":
-        flask_command(env, "deactivate-user", "far-reader")
-    else:
-        plain_sql(database_url, "UPDATE users SET is_active = false")
+    change(how, env, database_url, ["deactivate-user", "far-reader"],
+           "UPDATE users SET is_active = false")
     honoured(other, LIST, headers, 401)
-    if how == "cli":
-        flask_command(env, "activate-user", "far-reader")
-    else:
-        plain_sql(database_url, "UPDATE users SET is_active = true")
+    change(how, env, database_url, ["activate-user", "far-reader"],
+           "UPDATE users SET is_active = true")
     honoured(other, LIST, headers, 200)
 
 
@@ -115,25 +116,17 @@ def test_a_promoted_then_demoted_user(servers, database_url, reader_key, how):
     application = {"name": "Far", "application_type": "extension"}
     for _ in range(4):
         assert status(other, LIST, headers, "POST", json=application) == 403
-    if how == "cli":
-        flask_command(env, "set-staff", "far-reader", "--on")
-    else:
-        plain_sql(database_url, "UPDATE users SET is_staff = true")
-    started = time.monotonic()
-    while status(other, LIST, headers, "POST", json=application) != 201:
-        assert time.monotonic() - started < WITHIN
-    if how == "cli":
-        flask_command(env, "set-staff", "far-reader", "--off")
-    else:
-        plain_sql(database_url, "UPDATE users SET is_staff = false")
-    started = time.monotonic()
-    while status(other, LIST, headers, "POST", json=application) != 403:
-        assert time.monotonic() - started < WITHIN
+    for flag, value, expected in (("--on", "true", 201), ("--off", "false", 403)):
+        change(how, env, database_url, ["set-staff", "far-reader", flag],
+               f"UPDATE users SET is_staff = {value}")
+        started = time.monotonic()
+        while status(other, LIST, headers, "POST", json=application) != expected:
+            assert time.monotonic() - started < WITHIN
 
 
-@pytest.mark.parametrize("change", ["soft delete", "deactivate", "proxy off", "web_url"])
+@pytest.mark.parametrize("what", ["soft delete", "deactivate", "proxy off", "web_url"])
 @pytest.mark.parametrize("how", ["api", "sql"])
-def test_where_app_proxy_forwards(servers, database_url, staff, reader, upstream, how, change):
+def test_where_app_proxy_forwards(servers, database_url, staff, reader, upstream, how, what):
     one, other, _ = servers
     created = requests.post(one.url + LIST, headers=staff, timeout=5, json={
         "name": "Far backend", "application_type": "extension", "is_proxy_available": True,
@@ -143,15 +136,15 @@ def test_where_app_proxy_forwards(servers, database_url, staff, reader, upstream
     item = f"{one.url}{LIST}{created['id']}/"
     if how == "api":
         body = {"deactivate": {"is_active": False}, "proxy off": {"is_proxy_available": False},
-                "web_url": {"config": {"web_url": f"{upstream.url}/moved/"}}}.get(change)
+                "web_url": {"config": {"web_url": f"{upstream.url}/moved/"}}}.get(what)
         requests.request("DELETE" if body is None else "PATCH", item, json=body,
                          headers=staff, timeout=5).raise_for_status()
     else:
         column = {"soft delete": "is_active = false", "deactivate": "is_active = false",
                   "proxy off": "is_proxy_available = false",
-                  "web_url": f"""config = '{{"web_url": "{upstream.url}/moved/"}}'"""}[change]
+                  "web_url": f"""config = '{{"web_url": "{upstream.url}/moved/"}}'"""}[what]
         plain_sql(database_url, f"UPDATE applications SET {column} WHERE id = {created['id']}")
-    if change == "web_url":
+    if what == "web_url":
         started = time.monotonic()
         while status(other, path, reader) != 200 or upstream.last.path != "/moved/x":
             assert time.monotonic() - started < WITHIN

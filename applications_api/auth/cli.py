@@ -38,11 +38,11 @@ def list_tokens(username):
     if username:
         query = query.where(User.username == _user(username).username)
     rows = db.session.execute(query).all()
-    click.echo(f"{'PREFIX':<9} {'USER':<24} {'CREATED':<26} {'LAST USED':<26}")
+    click.echo(f"{'PREFIX':<9} {'USER':<24} {'CREATED':<26} LAST USED")
     for prefix, name, active, staff, created, last_used in rows:
         flags = "".join((" (staff)" if staff else "", " (inactive)" if not active else ""))
         click.echo(f"{prefix or '-':<9} {name + flags:<24} {_when(created):<26} "
-                   f"{_when(last_used) if last_used else 'never':<26}")
+                   f"{_when(last_used) if last_used else 'never'}")
 
 
 @commands.cli.command("revoke-token")
