@@ -41,8 +41,7 @@ def proxied_web_url(app_id):
 
     At most one query, none while the answer is cached: a found web_url is kept until
     an application changes (cache.py: every worker hears of it at once) or
-    APP_PROXY_CACHE_SECONDS pass. The database connection is released before the
-    upstream is contacted, so a slow backend never holds it.
+    APP_PROXY_CACHE_SECONDS pass.
     """
     cache = current_app.extensions["app_proxy_targets"]
     web_url = cache.get(app_id)
@@ -52,7 +51,6 @@ def proxied_web_url(app_id):
     row = None
     if app_id <= MAX_ID:
         row = reads().execute(PROXIED_CONFIG, {"app_id": app_id}).first()
-    end_reads()
     web_url = (row.config or {}).get("web_url") if row else None
     if not is_web_url(web_url):
         abort(404, message=f"Application {app_id} is not available through app_proxy.")
@@ -66,6 +64,7 @@ def proxied_method(method, summary):
 
     def view(self, app_id, path):
         target = plan(app_id, proxied_web_url(app_id), raw_proxied_path(app_id), g.user.id)
+        end_reads()  # however the token and target were found: a slow backend holds none
         return current_app.extensions["app_proxy_transfer"].forward(app_id, target)
 
     view.__name__ = method

@@ -180,3 +180,35 @@ def test_a_slow_upload_is_cut_and_frees_its_slot(proxy_with, monkeypatch, reader
             break
         time.sleep(0.05)
     assert response.status_code == 200  # the one slot is free again
+
+
+@python_only
+@pytest.mark.parametrize("caches", ["0", "60"])
+def test_no_database_connection_is_held_while_a_backend_stalls(
+    proxy_with, reader, proxied, upstream, caches
+):
+    from applications_api.extensions import db
+
+    stalled = proxy_with(AUTH_CACHE_SECONDS=caches, APP_PROXY_CACHE_SECONDS=caches)
+    release = threading.Event()
+
+    def stall(handler, record):
+        release.wait(10)
+        send(handler, 200, b"late")
+
+    url = proxy_url(stalled.url, proxied["id"])
+    assert requests.get(url, headers=reader, timeout=10).status_code == 200  # warm caches
+    upstream.answer = stall
+    calls = len(upstream.received)
+    caller = threading.Thread(target=requests.get, args=(url,),
+                              kwargs={"headers": reader, "timeout": 30})
+    caller.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(upstream.received) == calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with stalled.app.app_context():
+            assert db.engine.pool.checkedout() == 0
+    finally:
+        release.set()
+        caller.join(10)
