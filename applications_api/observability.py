@@ -28,6 +28,9 @@ from prometheus_client import (
 )
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Metric labels come from closed sets, so no caller can grow /metrics: any other
+# method is counted as OTHER (the log line keeps what was sent).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 request_log = logging.getLogger("applications_api.requests")
 
 HTTP_REQUESTS = Counter(
@@ -109,8 +112,9 @@ def _finish(response):
     def record():
         # Runs when the response is closed: a streamed proxy answer counts in full.
         duration = time.perf_counter() - started
-        HTTP_REQUESTS.labels(endpoint, fields["method"], fields["status"]).inc()
-        HTTP_DURATION.labels(endpoint, fields["method"]).observe(duration)
+        method = fields["method"] if fields["method"] in METHODS else "OTHER"
+        HTTP_REQUESTS.labels(endpoint, method, fields["status"]).inc()
+        HTTP_DURATION.labels(endpoint, method).observe(duration)
         fields["duration_ms"] = round(duration * 1000, 3)
         request_log.info("request", extra={"fields": fields})
 

@@ -104,3 +104,19 @@ def test_forwarded_for_is_trusted_only_from_configured_proxies(
     behind_nginx = create_app(make_env(database_url, TRUSTED_PROXIES="1")).test_client()
     behind_nginx.get(f"/api/v1/app_proxy/{proxied['id']}/x", headers=spoofed)
     assert upstream.last.headers["X-Forwarded-For"] == "10.1.1.1"
+
+
+def test_invented_methods_cannot_grow_the_metrics(client):
+    def size():
+        return len(client.get("/metrics").data)
+
+    client.get("/api/v1/healthcheck/")  # the label sets this test will ever need
+    client.open("/api/v1/healthcheck/", method="QAAAAA")
+    size()  # /metrics' own label sets
+    before = size()
+    for i in range(1000):
+        method = "Q" + "".join(chr(ord("A") + int(d)) for d in f"{i:04d}")
+        assert client.open("/api/v1/healthcheck/", method=method).status_code == 405
+    after = size()
+    print(f"/metrics: {before} bytes before 1,000 invented methods, {after} after")
+    assert after - before < 200  # counts grow by digits, never by label sets
