@@ -46,9 +46,12 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 # No management socket under $HOME (read-only under the systemd unit); signals suffice.
 control_socket_disable = True
-# gunicorn runs behind nginx, which sets X-Forwarded-*; the app decides how far to
-# trust them (TRUSTED_PROXIES), so gunicorn passes them through untouched.
-forwarded_allow_ips = "*"
+# gunicorn believes no forwarded header of anyone's: the app alone decides how far to
+# trust X-Forwarded-* (TRUSTED_PROXIES), so gunicorn neither takes the scheme from a
+# client's X-Forwarded-Proto/-Ssl/-Protocol (nor answers "contradictory" ones with an
+# HTML 400) nor takes SCRIPT_NAME or PATH_INFO from headers.
+forwarded_allow_ips = ""
+secure_scheme_headers = {}
 
 # prometheus-client reads this when first imported, so it is set before the app loads.
 # A fresh directory per start: stale files of dead workers would skew the sums.

@@ -173,3 +173,20 @@ def test_an_invalid_setting_stops_start_up_with_one_line():
         errors = [line for line in (result.stdout + result.stderr).splitlines()
                   if "configuration error" in line]
         assert len(errors) == 1 and errors[0].startswith(expected), result.stderr
+
+
+def test_forwarded_headers_are_trusted_exactly_as_trusted_proxies_says(stack, staff, upstream):
+    app_id = proxied_app(stack, staff, upstream)
+    upstream.answer = lambda handler, record: send(handler, 200, b"ok")
+    spoofs = {"X-Forwarded-Ssl": "on", "X-Forwarded-Protocol": "ssl",
+              "X-Forwarded-Proto": "https", "X-Forwarded-For": "6.6.6.6"}
+    through_nginx = requests.get(f"{stack.url}/api/v1/app_proxy/{app_id}/who",
+                                 headers={**staff, **spoofs}, timeout=10)
+    assert through_nginx.status_code == 200  # never gunicorn's HTML 400
+    assert upstream.last.headers["X-Forwarded-Proto"] == "http"  # nginx's, not the caller's
+    alone = stack.gunicorn_alone()  # TRUSTED_PROXIES=0: no forwarded header is believed
+    direct = requests.get(f"{alone.url}/api/v1/app_proxy/{app_id}/who",
+                          headers={**staff, **spoofs}, timeout=10)
+    assert direct.status_code == 200
+    assert upstream.last.headers["X-Forwarded-Proto"] == "http"
+    assert upstream.last.headers["X-Forwarded-For"] == "127.0.0.1"

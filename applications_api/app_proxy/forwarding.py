@@ -20,14 +20,22 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
     "trailer", "transfer-encoding", "upgrade",
 })
-# Never forwarded upstream (besides hop-by-hop ones): the caller's credentials stay
-# here, and headers this service sets itself are not taken from the caller.
-NOT_FORWARDED = {
-    "host", "authorization", "cookie", "content-length", "x-forwarded-for",
-    "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix", "x-forwarded-port",
-    "forwarded", "x-real-ip", "x-request-id",
+# Client identity and routing headers that backends and their frameworks act on: only
+# this service may say who called and how, so a caller's never get through.
+SPOOFABLE = frozenset({
+    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix",
+    "x-forwarded-port", "x-forwarded-scheme", "x-forwarded-ssl", "x-forwarded-protocol",
+    "x-forwarded-server", "x-forwarded-uri", "forwarded", "x-real-ip", "true-client-ip",
+    "x-client-ip", "client-ip", "x-cluster-client-ip", "x-original-forwarded-for",
+    "cf-connecting-ip", "fastly-client-ip", "x-original-url", "x-rewrite-url",
+    "x-http-method-override", "x-http-method", "x-method-override",
     *(name.lower() for name in signing.IDENTITY_HEADERS),
-}
+})
+# Never forwarded upstream (besides hop-by-hop ones): the caller's credentials stay
+# here, and what this service sets itself is not taken from the caller.
+# (X-Request-ID is set too: the caller's when well-formed, observability.py.)
+NOT_FORWARDED = SPOOFABLE | {"host", "authorization", "cookie", "content-length",
+                             "x-request-id"}
 
 
 URL_PREFIX = "/api/v1/app_proxy"

@@ -290,3 +290,15 @@ def test_an_invented_method_is_a_json_405(proxy, reader, proxied, upstream):
     assert response.json["code"] == 405
     assert "GET" in response.headers["Allow"]
     assert upstream.received == []
+
+
+def test_no_client_identity_or_routing_header_of_the_callers_reaches_the_backend(
+    proxy, reader, proxied, upstream
+):
+    from applications_api.app_proxy.forwarding import SPOOFABLE
+
+    proxy.client.get(proxy_url(proxied["id"], "x"),
+                     headers={**reader, **{name: "spoofed" for name in SPOOFABLE}})
+    received = {name.lower(): value for name, value in upstream.last.headers.items()}
+    assert upstream.last.path == "/base/x"  # no X-Original-URL took effect either
+    assert [name for name in SPOOFABLE if received.get(name) == "spoofed"] == []
