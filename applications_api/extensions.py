@@ -42,9 +42,18 @@ class Parser(FlaskParser):
                 abort(415, message="Send the request body as application/json.")
             return missing
         try:
-            return super()._raw_load_json(req)
+            data = super()._raw_load_json(req)
+            # A lone surrogate ("\ud800") parses, but no database can store it.
+            json.dumps(data, ensure_ascii=False).encode()
         except RecursionError:
             abort(400, errors={"json": ["Invalid JSON body: nested too deeply."]})
+        except UnicodeEncodeError:
+            abort(400, errors={"json": ["Invalid JSON body: strings must be valid Unicode "
+                                        "(a lone surrogate, \\ud800 to \\udfff, is not)."]})
+        except ValueError:  # the one ValueError left: an integer past 4,300 digits
+            abort(400, errors={"json": ["Invalid JSON body: a number has more than 4,300 "
+                                        "digits."]})
+        return data
 
 
 class Api(BaseApi):

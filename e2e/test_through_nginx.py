@@ -4,9 +4,11 @@ import hashlib
 import json
 import os
 import random
+import socket
 import subprocess
 import time
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -190,3 +192,31 @@ def test_forwarded_headers_are_trusted_exactly_as_trusted_proxies_says(stack, st
     assert direct.status_code == 200
     assert upstream.last.headers["X-Forwarded-Proto"] == "http"
     assert upstream.last.headers["X-Forwarded-For"] == "127.0.0.1"
+
+
+def raw_exchange(url, head, body):
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + body)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+            if b"\r\n\r\n" in reply and reply.rstrip().endswith(b"}"):
+                break
+    return reply
+
+
+@pytest.mark.parametrize("size_line", [b"0x4", b"+4", b"4 ", b"4;a\x01b"])
+def test_a_malformed_chunked_upload_to_gunicorn_alone_is_a_json_400(stack, staff, upstream,
+                                                                    size_line):
+    app_id = proxied_app(stack, staff, upstream)
+    upstream.answer = lambda handler, record: send(handler, 200, b"ok")
+    head = (f"POST /api/v1/app_proxy/{app_id}/up HTTP/1.1\r\nHost: t\r\n"
+            f"Authorization: {staff['Authorization']}\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    reply = raw_exchange(stack.gunicorn_alone().url, head,
+                         size_line + b"\r\nabcd\r\n0\r\n\r\n")
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 400"), reply[:300]
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["code"] == 400
+    assert b"Traceback" not in stack.gunicorn_alone().log.read_bytes()

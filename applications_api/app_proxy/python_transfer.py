@@ -30,6 +30,7 @@ from flask_smorest import abort
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from werkzeug.exceptions import ClientDisconnected
 
 from ..observability import PROXY_UPSTREAM_DURATION, PROXY_UPSTREAM_ERRORS
 from .forwarding import end_to_end, fail, forwarded_headers, proxy_prefix
@@ -50,6 +51,14 @@ REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})  # idempotent, when
 class UpstreamBrokeOff(Exception):
     """The answer ended early or was cut; the caller's connection is closed mid-body,
     so the caller sees an incomplete body, never a falsely complete one."""
+
+
+class CallerBodyError(Exception):
+    """The caller's body could not be read: malformed (a bad chunk), or cut short."""
+
+    def __init__(self, error):
+        super().__init__(str(error) or type(error).__name__)
+        self.aborted = isinstance(error, (OSError, ClientDisconnected))
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -203,6 +212,12 @@ class PythonTransfer:
                     timeout=(settings.proxy_connect_timeout, settings.proxy_read_timeout),
                 )
                 break
+            except CallerBodyError as error:
+                if error.aborted:  # the caller went away: nobody reads this answer
+                    log.info("app_proxy %s: the caller broke off its body: %s",
+                             transfer.app_id, error)
+                    fail(transfer.app_id, 400, "client_abort", "The request body broke off.")
+                abort(400, message=f"The request body is malformed: {error}")
             except (requests.ConnectTimeout, requests.ReadTimeout) as error:
                 log.warning("app_proxy %s: %s timed out: %s", transfer.app_id, target.url, error)
                 fail(transfer.app_id, 504, "timeout",
@@ -312,7 +327,10 @@ class _CountedBody:
     def read(self, size=UPLOAD_READ_SIZE):
         if self.transfer.cut_reason:
             raise ConnectionAbortedError(f"request body cut: {self.transfer.cut_reason}")
-        chunk = self.stream.read(min(size, UPLOAD_READ_SIZE))
+        try:
+            chunk = self.stream.read(min(size, UPLOAD_READ_SIZE))
+        except Exception as error:  # whatever the server raised reading it: the caller's
+            raise CallerBodyError(error) from error
         if chunk:
             self.transfer.moved(len(chunk))
         else:

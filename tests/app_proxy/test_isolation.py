@@ -212,3 +212,30 @@ def test_no_database_connection_is_held_while_a_backend_stalls(
     finally:
         release.set()
         caller.join(10)
+
+
+def counted(app_id, error):
+    from applications_api.observability import PROXY_UPSTREAM_ERRORS
+
+    return PROXY_UPSTREAM_ERRORS.labels(app_id, error)._value.get()
+
+
+@python_only
+def test_a_caller_that_breaks_off_its_upload_is_counted_as_such(
+    proxy, reader, proxied, upstream, caplog
+):
+    app_id = str(proxied["id"])
+    before = {error: counted(app_id, error) for error in ("client_abort", "unreachable")}
+    host, port = proxy.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"PUT /api/v1/app_proxy/{app_id}/up HTTP/1.1\r\nHost: t\r\n"
+                     f"Authorization: {reader['Authorization']}\r\n"
+                     "Content-Length: 100000\r\n\r\n".encode() + b"x" * 10)
+        sock.shutdown(socket.SHUT_WR)  # and gone
+        sock.recv(65536)
+    deadline = time.monotonic() + 5
+    while counted(app_id, "client_abort") == before["client_abort"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert counted(app_id, "unreachable") == before["unreachable"]  # not the backend's fault
+    assert "failed" not in caplog.text

@@ -136,3 +136,28 @@ def test_a_body_over_the_size_limit_is_413(client, staff):
     assert response.status_code == 413
     assert response.json["code"] == 413
     assert count(client, staff) == 0
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+@pytest.mark.parametrize("raw, named", [
+    ('{"name": "bad\\ud800x", "application_type": "oms"}', "valid Unicode"),
+    ('{"name": "a", "application_type": "oms", "config": {"k": "\\udfff"}}', "valid Unicode"),
+    ('{"name": "a", "application_type": "oms", "remote_object_id": ' + "9" * 5000 + "}",
+     "4,300 digits"),
+])
+def test_what_no_database_can_store_is_400_before_any_write(
+    client, staff, create, method, raw, named
+):
+    existing = create(name="kept")
+    url = URL if method == "POST" else f"{URL}{existing['id']}/"
+    response = client.open(url, method=method, data=raw, content_type="application/json",
+                           headers=staff)
+    assert response.status_code == 400
+    assert named in response.json["errors"]["json"][0]
+    assert count(client, staff) == 1
+    assert client.get(f"{URL}{existing['id']}/", headers=staff).json["name"] == "kept"
+
+
+def test_a_surrogate_pair_is_a_character_like_any_other(create):
+    assert create(name="smile \ud83d\ude00".encode("utf-16", "surrogatepass")
+                  .decode("utf-16"))["name"] == "smile 😀"
