@@ -15,6 +15,10 @@ from sqlalchemy.exc import ArgumentError
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 DEFAULT_DATABASE_URL = f"sqlite:///{INSTANCE_DIR / 'applications.db'}"
 DEFAULT_DENIED_NETWORKS = "169.254.0.0/16,fe80::/10"
+# In production loopback is denied too: a web_url there reaches this host's own services
+# (gunicorn's /metrics past nginx's allow-list). Development keeps it open for local work.
+PRODUCTION_DENIED_NETWORKS = "127.0.0.0/8,::1/128," + DEFAULT_DENIED_NETWORKS
+LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
 class SettingsError(ValueError):
@@ -35,6 +39,7 @@ class Settings:
     proxy_signing_key: str
     proxy_cache_seconds: float
     proxy_denied_networks: tuple
+    proxy_own_addresses: tuple  # (network, port) where this service listens: never a target
     proxy_transfer: str
     proxy_max_in_flight: int
     proxy_max_in_flight_per_app: int
@@ -77,10 +82,28 @@ def _database_url(env):
     return raw
 
 
-def _networks(env):
+def _own_addresses(env):
+    """Where gunicorn listens (GUNICORN_BIND): app_proxy never forwards there. A bind to
+    every address (0.0.0.0, ::) stands for loopback on that port."""
+    bind = env.get("GUNICORN_BIND", "").strip() or "127.0.0.1:8000"
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or bind.startswith("unix:"):
+        return ()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a host name: loopback stands for it, as for 0.0.0.0
+        address = None
+    if address is None or address.is_unspecified:
+        return tuple((ipaddress.ip_network(net), int(port)) for net in LOOPBACK)
+    return ((ipaddress.ip_network(address), int(port)),)
+
+
+def _networks(env, environment):
     raw = env.get("APP_PROXY_DENIED_NETWORKS")
     if raw is None:
-        raw = DEFAULT_DENIED_NETWORKS
+        raw = PRODUCTION_DENIED_NETWORKS if environment == "production" \
+            else DEFAULT_DENIED_NETWORKS
     networks = []
     for part in (p.strip() for p in raw.split(",")):
         if not part:
@@ -131,7 +154,8 @@ def load_settings(env=None):
         proxy_read_timeout=_number(env, "APP_PROXY_READ_TIMEOUT", 30.0),
         proxy_signing_key=env.get("APP_PROXY_SIGNING_KEY", ""),
         proxy_cache_seconds=_number(env, "APP_PROXY_CACHE_SECONDS", 5.0, allow_zero=True),
-        proxy_denied_networks=_networks(env),
+        proxy_denied_networks=_networks(env, environment),
+        proxy_own_addresses=_own_addresses(env),
         proxy_transfer=_transfer(env),
         proxy_max_in_flight=max_in_flight,
         proxy_max_in_flight_per_app=_number(

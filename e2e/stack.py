@@ -27,6 +27,8 @@ class Stack:
             "APP_PROXY_SIGNING_KEY": SIGNING_KEY,
             "TRUSTED_PROXIES": "1",
             "APP_PROXY_TRANSFER": "nginx",
+            # the test backends listen on loopback, which production denies by default
+            "APP_PROXY_DENIED_NETWORKS": "169.254.0.0/16,fe80::/10",
             "PROMETHEUS_MULTIPROC_DIR": str(self.dir / "metrics"),
             "LOG_LEVEL": "INFO",
         }

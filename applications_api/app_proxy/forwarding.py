@@ -136,7 +136,8 @@ def plan(app_id, web_url, raw_path, user_id):
     path = base_path + normalize_path(raw_path)
     port = base.port or (443 if base.scheme == "https" else 80)
     try:
-        address = approved_address(base.hostname, port, settings.proxy_denied_networks)
+        address = approved_address(base.hostname, port, settings.proxy_denied_networks,
+                                   settings.proxy_own_addresses)
     except DeniedAddress as error:
         log.warning("app_proxy %s: refused: %s", app_id, error)
         fail(app_id, 502, "denied", "The application's backend is in a denied network.")

@@ -8,9 +8,10 @@ class DeniedAddress(Exception):
     """The upstream host is, or resolves to, an address in a denied network."""
 
 
-def approved_address(host, port, denied_networks):
+def approved_address(host, port, denied_networks, own_addresses=()):
     """Resolve `host` and return the address to connect to, refusing the host when any
-    of its addresses is in a denied network.
+    of its addresses is in a denied network, or is where this service itself listens
+    (`own_addresses`: (network, port) pairs).
 
     Every address is checked, not only the first, since a client may use any. The
     nginx transfer connects to the returned address itself, so what was checked is
@@ -24,5 +25,7 @@ def approved_address(host, port, denied_networks):
             address = address.ipv4_mapped
         if any(address in network for network in denied_networks):
             raise DeniedAddress(f"{host} resolves to {address}, in a denied network")
+        if any(address in network and port == own for network, own in own_addresses):
+            raise DeniedAddress(f"{host}:{port} is where this service listens")
         addresses.append(address)
     return addresses[0]

@@ -108,3 +108,22 @@ def test_a_stale_timestamp_or_other_key_fails_verification():
     assert not signing.verify("k", "GET", "/base/orders", "a=1", old, now=1_000_000 + 301)
     assert not signing.verify("other", "GET", "/base/orders", "a=1", old, now=1_000_100)
     assert not signing.verify("k", "GET", "/base/orders", "a=1", {}, now=1_000_100)
+
+
+def test_the_service_itself_is_never_a_target(proxy_with, create, reader):
+    from tests.servers import free_port
+
+    port = free_port()
+    itself = proxy_with(GUNICORN_BIND=f"127.0.0.1:{port}")
+    app = create(is_proxy_available=True, config={"web_url": f"http://127.0.0.1:{port}/"})
+    response = itself.client.get(f"/api/v1/app_proxy/{app['id']}/metrics", headers=reader)
+    assert response.status_code == 502
+    assert "denied" in response.json["message"]
+
+
+def test_production_denies_loopback_by_default(proxy_with, create, reader, upstream):
+    production = proxy_with(APP_ENV="production")
+    app = create(is_proxy_available=True, config={"web_url": f"{upstream.url}/"})
+    response = production.client.get(f"/api/v1/app_proxy/{app['id']}/x", headers=reader)
+    assert response.status_code == 502
+    assert upstream.received == []
