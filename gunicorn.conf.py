@@ -46,6 +46,12 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 # No management socket under $HOME (read-only under the systemd unit); signals suffice.
 control_socket_disable = True
+# Above nginx's limits (deploy/nginx.conf: 7 KiB lines): what nginx passes on, gunicorn
+# takes, so a request too large is refused by nginx, in JSON, never here in HTML.
+limit_request_line = 8190
+limit_request_field_size = 8190
+limit_request_fields = 32768
+
 # gunicorn believes no forwarded header of anyone's: the app alone decides how far to
 # trust X-Forwarded-* (TRUSTED_PROXIES), so gunicorn neither takes the scheme from a
 # client's X-Forwarded-Proto/-Ssl/-Protocol (nor answers "contradictory" ones with an
