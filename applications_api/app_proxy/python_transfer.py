@@ -316,8 +316,9 @@ def _stop_reading_caller():
 
 
 class _CountedBody:
-    """The caller's body, read in small pieces so the watchdog sees its progress;
-    `len` tells requests to send Content-Length rather than chunks."""
+    """The caller's body, counted as it is read so the watchdog sees its progress, and
+    whatever reading it raised told apart from the backend's failures; `len` tells
+    requests to send Content-Length rather than chunks."""
 
     def __init__(self, stream, transfer, length=None):
         self.stream, self.transfer = stream, transfer
