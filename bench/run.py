@@ -335,6 +335,7 @@ def api_scenarios(args, env, api, database_url, report):
     report.add("list limit=50", wrk(api, "/api/v1/applications/?limit=50", args, env))
     report.add("filtered list", wrk(api, FILTERED, args, env))
     report.add("patch", wrk(api, "", args, env, "patch.lua"))
+    report.add("patch, one hot row", wrk(api, "", args, env, "patch_hot.lua"))
     report.add("create", wrk(api, "", args, env, "create.lua"))
     seed(database_url, args.large)
     large = wrk(api, FILTERED, args, env)

@@ -1,17 +1,14 @@
-"""Reading and writing applications: defaults, config merge, versioned writes, soft delete."""
+"""Reading and writing applications: defaults, config merge, locked writes, soft delete."""
 
 from flask_smorest import abort
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.exc import OperationalError
 
 from ..db_types import utcnow
 from ..extensions import db, end_reads, reads
 from .models import Application
 
 MAX_ID = 2**31 - 1  # the id column is a 32-bit integer
-# Each lost race means another writer of the same row succeeded, so N concurrent
-# writers need at most N attempts; past this the caller gets a 409 to retry.
-MAX_WRITE_ATTEMPTS = 50
 
 
 def merge_patch(target, patch):
@@ -51,12 +48,6 @@ def read_or_404(app_id):
     return row or _not_found(app_id)
 
 
-def get_or_404(app_id):
-    """The application as an ORM object, for writes."""
-    application = db.session.get(Application, app_id) if app_id <= MAX_ID else None
-    return application or _not_found(app_id)
-
-
 def _begin_write():
     # Writes go through the ORM session's connection; hand back the request's read
     # connection (the token lookup's) first, so a request never holds two.
@@ -64,19 +55,45 @@ def _begin_write():
 
 
 def _write(app_id, change):
-    """Read the application, apply `change`, save; start again if another writer
-    saved it in between (the version check), so no concurrent change is lost."""
+    """Apply `change` to the application in one short transaction that owns its row, so
+    concurrent writers of one row queue in the database and each does its work once:
+    PostgreSQL locks the row (SELECT ... FOR UPDATE), SQLite takes its write lock at
+    BEGIN (BEGIN IMMEDIATE). Waiting past the database's lock timeout is a 503."""
     _begin_write()
-    for _ in range(MAX_WRITE_ATTEMPTS):
-        application = get_or_404(app_id)
+    connection = db.session.connection()  # the engine runs in autocommit: BEGIN is ours
+    sqlite = db.engine.dialect.name == "sqlite"
+    try:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if sqlite else "BEGIN")
+    except OperationalError as error:
+        _busy_or_raise(app_id, error)
+    try:
+        application = db.session.scalar(
+            select(Application).where(Application.id == app_id).with_for_update()
+            .execution_options(populate_existing=True)
+        ) if app_id <= MAX_ID else None
+        if application is None:
+            _not_found(app_id)
         change(application)
         application.modified_date = utcnow()
-        try:
-            db.session.commit()
-            return application
-        except StaleDataError:
-            db.session.rollback()
-    abort(409, message=f"Application {app_id} is being changed concurrently; try again.")
+        db.session.flush()
+        connection.exec_driver_sql("COMMIT")
+    except BaseException as error:
+        connection.exec_driver_sql("ROLLBACK")
+        db.session.rollback()
+        if isinstance(error, OperationalError):
+            _busy_or_raise(app_id, error)
+        raise
+    db.session.commit()  # the ORM's bookkeeping only: the row is committed
+    return application
+
+
+def _busy_or_raise(app_id, error):
+    """A lock wait past the timeout (PostgreSQL's lock_timeout, SQLite's busy timeout)
+    is the caller's 503; any other failure goes on to the database handlers."""
+    if "lock" not in str(error.orig).lower():
+        raise error
+    abort(503, message=f"Application {app_id} is being changed by others; try again.",
+          headers={"Retry-After": "1"})
 
 
 def create_application(data, created_by):
