@@ -49,8 +49,8 @@ class Application(db.Model):
         UTCDateTime, nullable=False, default=utcnow, index=True
     )
 
-    # Optimistic concurrency: every UPDATE checks and bumps the version, so a write
-    # based on a stale read fails (StaleDataError) and is retried (service.py).
+    # Every UPDATE checks and bumps the version. Writes hold the row's lock (service.py),
+    # so it always matches; a write from a stale read would fail loudly, never overwrite.
     version = db.Column(db.Integer, nullable=False, default=1, server_default="1")
     __mapper_args__ = {"version_id_col": version}
 
