@@ -49,6 +49,7 @@ def create_app(env=None):
 
     from .app_proxy.views import blp as app_proxy_blp
     from .app_proxy.views import init_transfer
+    from .applications.cli import commands as application_commands
     from .applications.views import blp as applications_blp
     from .auth.cli import commands as auth_commands
     from .health.views import blp as health_blp
@@ -59,6 +60,7 @@ def create_app(env=None):
     api.register_blueprint(health_blp)
     app.register_blueprint(docs_assets)
     app.register_blueprint(auth_commands)
+    app.register_blueprint(application_commands)
     return app
 
 

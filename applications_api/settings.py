@@ -45,6 +45,7 @@ class Settings:
     proxy_max_in_flight_per_app: int
     proxy_deadline: float
     proxy_min_rate: int
+    application_secret_keys: tuple  # lower-case fnmatch patterns of config keys to mask
     log_level: str
 
 
@@ -117,6 +118,15 @@ def _networks(env, environment):
     return tuple(networks)
 
 
+DEFAULT_SECRET_KEYS = "*password*,*secret*,*token*,*api_key*,*private_key*"
+
+
+def _secret_keys(env):
+    raw = env.get("APPLICATION_SECRET_KEYS")
+    raw = DEFAULT_SECRET_KEYS if raw is None else raw
+    return tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+
+
 def _transfer(env):
     transfer = env.get("APP_PROXY_TRANSFER", "python").strip().lower() or "python"
     if transfer not in ("python", "nginx"):
@@ -163,5 +173,6 @@ def load_settings(env=None):
         ),
         proxy_deadline=_number(env, "APP_PROXY_DEADLINE", 300.0),
         proxy_min_rate=_number(env, "APP_PROXY_MIN_RATE", 4096, cast=int, allow_zero=True),
+        application_secret_keys=_secret_keys(env),
         log_level=log_level,
     )

@@ -16,7 +16,7 @@ from applications_api.extensions import db
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 ON_POSTGRESQL = DATABASE_URL.startswith(("postgres://", "postgresql"))
-TABLES = ("applications", "tokens", "users")
+TABLES = ("application_changes", "applications", "tokens", "users")
 SIGNING_KEY = "test-signing-key"
 
 postgresql_only = pytest.mark.skipif(

@@ -59,3 +59,23 @@ class Application(db.Model):
         db.Index("ix_applications_related_application_id_lower",
                  db.func.lower(related_application_id)),
     )
+
+
+class ApplicationChange(db.Model):
+    """One write to an application: who, when, which request, and the field-level diff."""
+
+    __tablename__ = "application_changes"
+
+    id = db.Column(db.Integer, primary_key=True)
+    application_id = db.Column(
+        db.Integer, db.ForeignKey("applications.id", ondelete="CASCADE"), nullable=False
+    )
+    user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"))
+    created_date = db.Column(UTCDateTime, nullable=False, default=utcnow, index=True)
+    request_id = db.Column(db.String(128))
+    action = db.Column(db.String(16), nullable=False)  # create, replace, update, delete
+    # [{"field": "config.web_url", "old": ..., "new": ...}], or {"field", "secret": true}
+    changes = db.Column(db.JSON, nullable=False)
+
+    __table_args__ = (db.Index("ix_application_changes_application_id_id",
+                               "application_id", "id"),)

@@ -8,6 +8,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from .models import APPLICATION_TYPES, NAME_MAX_LENGTH, RELATED_ID_MAX_LENGTH
+from .secrets import MASK, masked, patterns
 
 READ_ONLY_FIELDS = ("id", "created_by", "created_date", "modified_date")
 SORT_KEYS = ("id", "name", "created_date", "modified_date")
@@ -145,6 +146,13 @@ class ApplicationPatchSchema(ApplicationFieldsSchema):
     )
 
 
+class MaskedConfig(ma.fields.Dict):
+    """config as answered: the values of secret keys (secrets.py) read as "********"."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return masked(value, patterns())
+
+
 class ApplicationSchema(ma.Schema):
     """An application as the API returns it."""
 
@@ -159,7 +167,9 @@ class ApplicationSchema(ma.Schema):
     id = ma.fields.Integer(required=True)
     name = ma.fields.String(required=True)
     application_type = ma.fields.String(required=True, validate=validate.OneOf(APPLICATION_TYPES))
-    config = ma.fields.Dict(required=True, allow_none=True)
+    config = MaskedConfig(required=True, allow_none=True, metadata={
+        "description": "Values of keys named like APPLICATION_SECRET_KEYS read as "
+                       f'"{MASK}"; send that back to keep the stored value.'})
     is_active = ma.fields.Boolean(required=True)
     remote_object_id = ma.fields.Integer(required=True, allow_none=True)
     created_by = ma.fields.Integer(required=True, allow_none=True)
@@ -195,3 +205,38 @@ class ApplicationListArgsSchema(ma.Schema):
         validate=validate.OneOf(SORT_KEYS + tuple(f"-{key}" for key in SORT_KEYS)),
         metadata={"description": "Sort key, `-` prefix for descending. Default `id`."},
     )
+
+
+class ChangeSchema(ma.Schema):
+    """One field of a change: its old and new value, or only that a secret changed."""
+
+    field = ma.fields.String(required=True, metadata={"example": "config.web_url"})
+    old = ma.fields.Raw(allow_none=True, metadata={"example": "https://old.example.com/"})
+    new = ma.fields.Raw(allow_none=True, metadata={"example": "https://new.example.com/"})
+    secret = ma.fields.Boolean(metadata={"description": "A secret changed; its values are "
+                                                        "never kept."})
+
+
+class ApplicationChangeSchema(ma.Schema):
+    """A history entry: one write to an application."""
+
+    id = ma.fields.Integer(required=True)
+    application_id = ma.fields.Integer(required=True)
+    user_id = ma.fields.Integer(required=True, allow_none=True,
+                                metadata={"description": "Who wrote (null: not a user)."})
+    created_date = ma.fields.DateTime(required=True)
+    request_id = ma.fields.String(required=True, allow_none=True)
+    action = ma.fields.String(required=True, validate=validate.OneOf(
+        ("create", "replace", "update", "delete")))
+    changes = ma.fields.List(ma.fields.Nested(ChangeSchema), required=True)
+
+
+class HistoryArgsSchema(ma.Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    since = ma.fields.AwareDateTime(default_timezone=None, metadata={
+        "description": "Only entries at or after this time (ISO 8601 with a zone).",
+        "example": "2026-11-26T00:00:00+00:00"})
+    user = ma.fields.Integer(validate=validate.Range(min=1, max=2**31 - 1),
+                             metadata={"description": "Only this user's entries (user id)."})

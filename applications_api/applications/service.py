@@ -1,4 +1,7 @@
-"""Reading and writing applications: defaults, config merge, locked writes, soft delete."""
+"""Reading and writing applications: defaults, config merge, locked writes, soft delete,
+each write with its history entry."""
+
+from contextlib import contextmanager
 
 from flask_smorest import abort
 from sqlalchemy import bindparam, select
@@ -6,6 +9,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..db_types import utcnow
 from ..extensions import db, end_reads, reads
+from . import history, secrets
 from .models import Application
 
 MAX_ID = 2**31 - 1  # the id column is a 32-bit integer
@@ -54,27 +58,20 @@ def _begin_write():
     end_reads()
 
 
-def _write(app_id, change):
-    """Apply `change` to the application in one short transaction that owns its row, so
-    concurrent writers of one row queue in the database and each does its work once:
-    PostgreSQL locks the row (SELECT ... FOR UPDATE), SQLite takes its write lock at
-    BEGIN (BEGIN IMMEDIATE). Waiting past the database's lock timeout is a 503."""
+@contextmanager
+def _transaction(app_id=None):
+    """One short transaction on the session's connection. The engine runs in autocommit,
+    so BEGIN is ours: SQLite's takes the write lock at once (BEGIN IMMEDIATE), so
+    writers queue rather than fail. Waiting past the lock timeout is a 503."""
     _begin_write()
-    connection = db.session.connection()  # the engine runs in autocommit: BEGIN is ours
+    connection = db.session.connection()
     sqlite = db.engine.dialect.name == "sqlite"
     try:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if sqlite else "BEGIN")
     except OperationalError as error:
         _busy_or_raise(app_id, error)
     try:
-        application = db.session.scalar(
-            select(Application).where(Application.id == app_id).with_for_update()
-            .execution_options(populate_existing=True)
-        ) if app_id <= MAX_ID else None
-        if application is None:
-            _not_found(app_id)
-        change(application)
-        application.modified_date = utcnow()
+        yield
         db.session.flush()
         connection.exec_driver_sql("COMMIT")
     except BaseException as error:
@@ -83,7 +80,25 @@ def _write(app_id, change):
         if isinstance(error, OperationalError):
             _busy_or_raise(app_id, error)
         raise
-    db.session.commit()  # the ORM's bookkeeping only: the row is committed
+    db.session.commit()  # the ORM's bookkeeping only: the rows are committed
+
+
+def _write(app_id, action, change):
+    """Apply `change` to the application, with its history entry, in one transaction
+    that owns the row (PostgreSQL SELECT ... FOR UPDATE; SQLite's write lock), so
+    concurrent writers of one row queue in the database and each does its work once."""
+    with _transaction(app_id):
+        application = db.session.scalar(
+            select(Application).where(Application.id == app_id).with_for_update()
+            .execution_options(populate_existing=True)
+        ) if app_id <= MAX_ID else None
+        if application is None:
+            _not_found(app_id)
+        before = history.snapshot(application)
+        change(application)
+        application.modified_date = utcnow()
+        history.record(db.session, application, action,
+                       history.diff(before, history.snapshot(application), secrets.patterns()))
     return application
 
 
@@ -92,12 +107,12 @@ def _busy_or_raise(app_id, error):
     is the caller's 503; any other failure goes on to the database handlers."""
     if "lock" not in str(error.orig).lower():
         raise error
-    abort(503, message=f"Application {app_id} is being changed by others; try again.",
+    what = f"Application {app_id} is" if app_id else "Applications are"
+    abort(503, message=f"{what} being changed by others; try again.",
           headers={"Retry-After": "1"})
 
 
 def create_application(data, created_by):
-    _begin_write()
     now = utcnow()
     application = Application(
         **data,
@@ -106,8 +121,11 @@ def create_application(data, created_by):
         modified_date=now,
     )
     application.config = with_defaults(data.get("config"))
-    db.session.add(application)
-    db.session.commit()
+    with _transaction():
+        db.session.add(application)
+        db.session.flush()  # the id, for the history entry
+        history.record(db.session, application, "create",
+                       history.diff({}, history.snapshot(application), secrets.patterns()))
     return application
 
 
@@ -118,14 +136,16 @@ def update_application(app_id, data, *, merge_config):
         for field, value in data.items():
             if field == "config":
                 value = merge_patch(application.config, value) if merge_config else value
-                value = with_defaults(value)
+                value = with_defaults(
+                    secrets.unmasked(value, application.config, secrets.patterns())
+                )
             setattr(application, field, value)
 
-    return _write(app_id, change)
+    return _write(app_id, "update" if merge_config else "replace", change)
 
 
 def soft_delete_application(app_id):
     def change(application):
         application.is_active = False
 
-    _write(app_id, change)
+    _write(app_id, "delete", change)

@@ -1,16 +1,21 @@
 from flask import current_app, g, request, url_for
 from flask.views import MethodView
 
-from ..auth.authentication import require_staff_for_writes, require_token
+from sqlalchemy import func, select
+
+from ..auth.authentication import require_staff, require_staff_for_writes, require_token
 from ..extensions import Blueprint, reads
 from . import service
 from .filters import page_statements
+from .models import ApplicationChange
 from .schemas import (
+    ApplicationChangeSchema,
     ApplicationCreateSchema,
     ApplicationListArgsSchema,
     ApplicationPatchSchema,
     ApplicationReplaceSchema,
     ApplicationSchema,
+    HistoryArgsSchema,
 )
 
 blp = Blueprint(
@@ -92,3 +97,33 @@ class Application(MethodView):
     def delete(self, app_id):
         """Soft-delete an application (staff only): sets is_active to false"""
         service.soft_delete_application(app_id)
+
+
+@blp.route("/<int:app_id>/history/")
+class ApplicationHistory(MethodView):
+    @blp.arguments(HistoryArgsSchema(), location="query")
+    @blp.response(200, ApplicationChangeSchema(many=True))
+    @blp.paginate()
+    @blp.documents_errors(401, 403, 404, 503)
+    def get(self, args, app_id, pagination_parameters):
+        """List an application's changes, newest first (staff only)
+
+        Every write (create, PUT, PATCH, soft delete) records who made it, when, from
+        which request (`X-Request-ID`) and the changed fields with old and new values;
+        secret config keys only as changed, never their values.
+        """
+        require_staff("Only staff users may read the change history.")
+        service.read_or_404(app_id)
+        table = ApplicationChange.__table__
+        where = [table.c.application_id == app_id]
+        if "since" in args:
+            where.append(table.c.created_date >= args["since"])
+        if "user" in args:
+            where.append(table.c.user_id == args["user"])
+        page, size = pagination_parameters.page, pagination_parameters.page_size
+        pagination_parameters.item_count = reads().scalar(
+            select(func.count()).select_from(table).where(*where))
+        return reads().execute(
+            select(table).where(*where).order_by(table.c.id.desc())
+            .limit(size).offset((page - 1) * size)
+        ).mappings().all()

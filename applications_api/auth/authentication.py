@@ -101,5 +101,10 @@ def require_token():
 
 def require_staff_for_writes():
     """Blueprint before_request hook, after require_token: writes are staff-only."""
-    if request.method not in SAFE_METHODS and not g.user.is_staff:
-        abort(403, message="Only staff users may create, update or delete applications.")
+    if request.method not in SAFE_METHODS:
+        require_staff("Only staff users may create, update or delete applications.")
+
+
+def require_staff(message):
+    if not g.user.is_staff:
+        abort(403, message=message)

@@ -1,0 +1,72 @@
+"""The change history: every write to an application records, in its own transaction,
+who made it, when, from which request, and a field-level diff (config keys included,
+secret values never)."""
+
+import logging
+
+from flask import g, has_request_context
+
+from .models import ApplicationChange
+from .secrets import is_secret, masked
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("name", "application_type", "config", "is_active", "remote_object_id",
+          "is_visible", "is_proxy_available", "related_application_id")
+# Where app_proxy sends callers' signed identities: a change is logged at WARNING.
+SENSITIVE = ("config.web_url", "is_proxy_available")
+
+
+def snapshot(application):
+    return {field: getattr(application, field) for field in FIELDS} if application else {}
+
+
+def diff(before, after, secret_keys):
+    """[{field, old, new}] for each field that changed; config compared key by key (a
+    nested object by its keys, "config.a.b"); a secret key only as {field, secret}."""
+    changes = []
+    for field in FIELDS:
+        if field == "config":  # an application's config is an object, {} before it exists
+            _diff_objects("config", before.get("config") or {}, after.get("config") or {},
+                          secret_keys, changes)
+        elif before.get(field) != after.get(field):
+            changes.append({"field": field, "old": before.get(field), "new": after.get(field)})
+    return changes
+
+
+_ABSENT = object()
+
+
+def _diff_objects(path, old, new, secret_keys, changes):
+    for key in [*old, *(key for key in new if key not in old)]:
+        _diff_value(f"{path}.{key}", key, old.get(key, _ABSENT), new.get(key, _ABSENT),
+                    secret_keys, changes)
+
+
+def _diff_value(path, key, old, new, secret_keys, changes):
+    if old == new:
+        return
+    if is_secret(key, secret_keys):
+        changes.append({"field": path, "secret": True})
+    elif isinstance(old, dict) and isinstance(new, dict):
+        _diff_objects(path, old, new, secret_keys, changes)
+    else:  # (a value that is an object or array may hold secrets of its own)
+        changes.append({"field": path,
+                        "old": None if old is _ABSENT else masked(old, secret_keys),
+                        "new": None if new is _ABSENT else masked(new, secret_keys)})
+
+
+def record(session, application, action, changes):
+    """Add the history entry to `session`, in the write's own transaction."""
+    session.add(ApplicationChange(
+        application_id=application.id,
+        user_id=g.user.id if has_request_context() and g.get("user") else None,
+        request_id=g.get("request_id") if has_request_context() else None,
+        action=action,
+        changes=changes,
+    ))
+    for change in changes:
+        if change["field"] in SENSITIVE:
+            log.warning("application %s: %s changed from %r to %r (user %s)", application.id,
+                        change["field"], change.get("old"), change.get("new"),
+                        g.user.id if has_request_context() and g.get("user") else None)

@@ -1,0 +1,45 @@
+"""Write-only secrets in `config`: keys whose names match APPLICATION_SECRET_KEYS
+(case-insensitive fnmatch patterns, at any depth) are stored as given and always
+answered as MASK; a PUT or PATCH that sends MASK back keeps the stored value."""
+
+from fnmatch import fnmatchcase
+
+from flask import current_app
+
+MASK = "********"
+
+
+def patterns():
+    return current_app.config["SETTINGS"].application_secret_keys
+
+
+def is_secret(key, secret_keys):
+    return isinstance(key, str) and any(fnmatchcase(key.lower(), p) for p in secret_keys)
+
+
+def masked(value, secret_keys):
+    """`value` with every secret key's value replaced by MASK (a copy; dicts and lists)."""
+    if not secret_keys:
+        return value
+    if isinstance(value, dict):
+        return {key: MASK if is_secret(key, secret_keys) else masked(item, secret_keys)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [masked(item, secret_keys) for item in value]
+    return value
+
+
+def unmasked(new, stored, secret_keys):
+    """`new` with each secret key that holds MASK given its stored value back (or left
+    out, when nothing is stored there): what a client read, sent back, changes nothing."""
+    if not secret_keys or not isinstance(new, dict):
+        return new
+    stored = stored if isinstance(stored, dict) else {}
+    kept = {}
+    for key, value in new.items():
+        if is_secret(key, secret_keys) and value == MASK:
+            if key in stored:
+                kept[key] = stored[key]
+        else:
+            kept[key] = unmasked(value, stored.get(key), secret_keys)
+    return kept
