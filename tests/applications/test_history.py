@@ -148,8 +148,8 @@ def test_an_empty_setting_turns_masking_off(database_url, create, staff):
 def test_web_url_and_proxy_changes_are_logged_at_warning(client, staff, create, caplog):
     app_id = create(config={"web_url": "https://a.example/"})["id"]
     with caplog.at_level(logging.WARNING, logger="applications_api.applications.history"):
-        client.patch(f"{URL}{app_id}/", json={"config": {"web_url": "https://b.example/"},
-                                               "is_proxy_available": True}, headers=staff)
+        client.patch(f"{URL}{app_id}/", headers=staff, json={
+            "config": {"web_url": "https://b.example/"}, "is_proxy_available": True})
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("config.web_url" in w and "https://b.example/" in w for w in warnings)
     assert any("is_proxy_available" in w for w in warnings)
