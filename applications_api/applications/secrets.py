@@ -12,23 +12,26 @@ MASK = "********"
 
 
 def patterns():
-    return current_app.config["SETTINGS"].application_secret_keys
+    """This app's secret keys: a compiled matcher (one regular expression for every
+    pattern, so a key costs one match), or None when masking is off."""
+    return _matcher(current_app.config["SETTINGS"].application_secret_keys)
 
 
 @lru_cache(maxsize=8)
 def _matcher(secret_keys):
-    """One regular expression for every pattern: a key costs one match, not one a pattern
-    (a 50-item page dumps hundreds of keys)."""
-    return re.compile("|".join(translate(pattern) for pattern in secret_keys)).match
+    if not secret_keys:
+        return None
+    return re.compile("|".join(translate(pattern) for pattern in secret_keys),
+                      re.IGNORECASE).match
 
 
 def is_secret(key, secret_keys):
-    return bool(secret_keys) and isinstance(key, str) and bool(_matcher(secret_keys)(key.lower()))
+    return secret_keys is not None and isinstance(key, str) and bool(secret_keys(key))
 
 
 def masked(value, secret_keys):
     """`value` with every secret key's value replaced by MASK (a copy; dicts and lists)."""
-    if not secret_keys:
+    if secret_keys is None:
         return value
     if isinstance(value, dict):
         return {key: MASK if is_secret(key, secret_keys) else masked(item, secret_keys)
@@ -41,7 +44,7 @@ def masked(value, secret_keys):
 def unmasked(new, stored, secret_keys):
     """`new` with each secret key that holds MASK given its stored value back (or left
     out, when nothing is stored there): what a client read, sent back, changes nothing."""
-    if not secret_keys or not isinstance(new, dict):
+    if secret_keys is None or not isinstance(new, dict):
         return new
     stored = stored if isinstance(stored, dict) else {}
     kept = {}
