@@ -212,10 +212,10 @@ def engine_options(settings):
     """SQLAlchemy engine options.
 
     Autocommit: each statement commits by itself, so a read costs its query and the
-    pool's pre-ping, with no BEGIN/ROLLBACK round trips. Every write is a single
-    UPDATE or INSERT, made safe against concurrent writers by the version check of
-    applications/models.py. Connect and statement timeouts bound every wait, so a
-    lost database is a fast 503; pre-ping lets the pool recover when it returns.
+    pool's pre-ping, with no BEGIN/ROLLBACK round trips. A write to an application
+    opens its own short transaction and locks the row (applications/service.py).
+    Connect and statement timeouts bound every wait, so a lost database is a fast 503
+    and a lock wait a 503; pre-ping lets the pool recover when the database returns.
     """
     options = {"pool_pre_ping": True, "isolation_level": "AUTOCOMMIT"}
     if settings.database_url.startswith("sqlite"):
