@@ -6,6 +6,7 @@ every endpoint parses arguments (400, not 422), paginates (page/limit) and repor
 
 import http
 import json
+from contextlib import contextmanager
 from copy import deepcopy
 from functools import wraps
 from urllib.parse import urlencode
@@ -257,13 +258,25 @@ def end_reads(exception=None):
         connection.close()
 
 
-def begin_transaction():
-    """Run the session's next statements in one transaction, despite autocommit.
-
-    Call it before the session's first statement.
-    """
-    level = "SERIALIZABLE" if db.engine.dialect.name == "sqlite" else "READ COMMITTED"
-    db.session.connection(execution_options={"isolation_level": level})
+@contextmanager
+def transaction():
+    """Run the session's statements inside it as one short transaction, despite
+    autocommit: BEGIN is ours. SQLite's takes the write lock at once (BEGIN IMMEDIATE),
+    so concurrent writers queue for the busy timeout rather than fail on an upgrade.
+    The request's read connection goes back first: a request never holds two."""
+    end_reads()
+    connection = db.session.connection()
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if db.engine.dialect.name == "sqlite"
+                               else "BEGIN")
+    try:
+        yield
+        db.session.flush()
+        connection.exec_driver_sql("COMMIT")
+    except BaseException:
+        connection.exec_driver_sql("ROLLBACK")
+        db.session.rollback()
+        raise
+    db.session.commit()  # the ORM's bookkeeping only: the rows are committed
 
 
 def install_sqlite_pragmas(engine):

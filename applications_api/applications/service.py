@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import OperationalError
 
 from ..db_types import utcnow
-from ..extensions import db, end_reads, reads
+from ..extensions import db, reads, transaction
 from . import history, secrets
 from .models import Application
 
@@ -52,42 +52,26 @@ def read_or_404(app_id):
     return row or _not_found(app_id)
 
 
-def _begin_write():
-    # Writes go through the ORM session's connection; hand back the request's read
-    # connection (the token lookup's) first, so a request never holds two.
-    end_reads()
-
-
 @contextmanager
-def _transaction(app_id=None):
-    """One short transaction on the session's connection. The engine runs in autocommit,
-    so BEGIN is ours: SQLite's takes the write lock at once (BEGIN IMMEDIATE), so
-    writers queue rather than fail. Waiting past the lock timeout is a 503."""
-    _begin_write()
-    connection = db.session.connection()
-    sqlite = db.engine.dialect.name == "sqlite"
+def _locked(app_id=None):
+    """A write's transaction (extensions.transaction); a lock waited for past the
+    timeout (PostgreSQL's lock_timeout, SQLite's busy timeout) is the caller's 503."""
     try:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if sqlite else "BEGIN")
+        with transaction():
+            yield
     except OperationalError as error:
-        _busy_or_raise(app_id, error)
-    try:
-        yield
-        db.session.flush()
-        connection.exec_driver_sql("COMMIT")
-    except BaseException as error:
-        connection.exec_driver_sql("ROLLBACK")
-        db.session.rollback()
-        if isinstance(error, OperationalError):
-            _busy_or_raise(app_id, error)
-        raise
-    db.session.commit()  # the ORM's bookkeeping only: the rows are committed
+        if "lock" not in str(error.orig).lower():
+            raise
+        what = f"Application {app_id} is" if app_id else "Applications are"
+        abort(503, message=f"{what} being changed by others; try again.",
+              headers={"Retry-After": "1"})
 
 
 def _write(app_id, action, change):
     """Apply `change` to the application, with its history entry, in one transaction
     that owns the row (PostgreSQL SELECT ... FOR UPDATE; SQLite's write lock), so
     concurrent writers of one row queue in the database and each does its work once."""
-    with _transaction(app_id):
+    with _locked(app_id):
         application = db.session.scalar(
             select(Application).where(Application.id == app_id).with_for_update()
             .execution_options(populate_existing=True)
@@ -102,16 +86,6 @@ def _write(app_id, action, change):
     return application
 
 
-def _busy_or_raise(app_id, error):
-    """A lock wait past the timeout (PostgreSQL's lock_timeout, SQLite's busy timeout)
-    is the caller's 503; any other failure goes on to the database handlers."""
-    if "lock" not in str(error.orig).lower():
-        raise error
-    what = f"Application {app_id} is" if app_id else "Applications are"
-    abort(503, message=f"{what} being changed by others; try again.",
-          headers={"Retry-After": "1"})
-
-
 def create_application(data, created_by):
     now = utcnow()
     application = Application(
@@ -121,7 +95,7 @@ def create_application(data, created_by):
         modified_date=now,
     )
     application.config = with_defaults(data.get("config"))
-    with _transaction():
+    with _locked():
         db.session.add(application)
         db.session.flush()  # the id, for the history entry
         history.record(db.session, application, "create",

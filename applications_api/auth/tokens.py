@@ -9,7 +9,7 @@ import secrets
 
 from sqlalchemy import select
 
-from ..extensions import begin_transaction, db
+from ..extensions import db, transaction
 from .models import PREFIX_LENGTH, Token, User
 
 
@@ -19,14 +19,14 @@ def key_digest(key):
 
 def issue_token(username, *, staff=False):
     """Create the user when missing, give it a new key, and return the key."""
-    begin_transaction()  # the user and its token are written together or not at all
-    user = db.session.scalar(select(User).where(User.username == username))
-    if user is None:
-        user = User(username=username, is_staff=staff)
-        db.session.add(user)
-    elif staff:
-        user.is_staff = True
     key = secrets.token_hex(24)
-    db.session.add(Token(key_digest=key_digest(key), prefix=key[:PREFIX_LENGTH], user=user))
-    db.session.commit()
+    with transaction():  # the user and its token are written together or not at all
+        user = db.session.scalar(select(User).where(User.username == username))
+        if user is None:
+            user = User(username=username, is_staff=staff)
+            db.session.add(user)
+        elif staff:
+            user.is_staff = True
+        db.session.add(Token(key_digest=key_digest(key), prefix=key[:PREFIX_LENGTH],
+                             user=user))
     return key
