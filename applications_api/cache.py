@@ -128,8 +128,9 @@ class FreshCache:
         return None
 
     def put(self, key, value, generation):
-        """Keep `value`, read in `generation`, unless a change was heard since."""
-        if generation is None or generation != self.feed.generation(self.topic):
+        """Keep `value`, read in `generation`. If a change was heard since, the entry is
+        never served: get() serves only entries of the current generation."""
+        if generation is None:
             return
         if len(self.entries) >= self.MAX_ENTRIES:
             self.entries = {}  # crude but bounded: a full cache starts over
