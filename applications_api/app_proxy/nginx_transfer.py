@@ -29,7 +29,7 @@ DROPPED_BY_NGINX = HOP_BY_HOP | NOT_FORWARDED | {"expect", "http2-settings"}
 
 class NginxTransfer:
     def __init__(self, settings):
-        self.settings = settings
+        pass  # nothing to keep: nginx holds the transfer's settings (deploy/nginx.conf)
 
     def init_app(self, app):
         app.after_request(_error_for_nginx)

@@ -5,7 +5,7 @@ secret values never)."""
 import logging
 
 from flask import g, has_request_context
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
 from .models import ApplicationChange
 from .secrets import is_secret, masked
@@ -61,10 +61,12 @@ def _diff_value(path, key, old, new, secret_keys, changes):
 def record(session, application, action, changes):
     """Insert the history entry in the write's own transaction (a Core insert: the ORM's
     bookkeeping for a new object cost more than the rest of the entry)."""
+    in_request = has_request_context()
+    user_id = g.user.id if in_request and g.get("user") else None
     session.execute(HISTORY_INSERT, {
         "application_id": application.id,
-        "user_id": g.user.id if has_request_context() and g.get("user") else None,
-        "request_id": g.get("request_id") if has_request_context() else None,
+        "user_id": user_id,
+        "request_id": g.get("request_id") if in_request else None,
         "action": action,
         "changes": changes,
     })
@@ -72,5 +74,18 @@ def record(session, application, action, changes):
         # (a new application only when it points app_proxy somewhere)
         if change["field"] in SENSITIVE and (action != "create" or change.get("new")):
             log.warning("application %s: %s changed from %r to %r (user %s)", application.id,
-                        change["field"], change.get("old"), change.get("new"),
-                        g.user.id if has_request_context() and g.get("user") else None)
+                        change["field"], change.get("old"), change.get("new"), user_id)
+
+
+def page_statements(app_id, args, page, size):
+    """The history list's count and page: newest first, filtered by `since` and `user`."""
+    table = ApplicationChange.__table__
+    where = [table.c.application_id == app_id]
+    if "since" in args:
+        where.append(table.c.created_date >= args["since"])
+    if "user" in args:
+        where.append(table.c.user_id == args["user"])
+    count = select(func.count()).select_from(table).where(*where)
+    rows = (select(table).where(*where).order_by(table.c.id.desc())
+            .limit(size).offset((page - 1) * size))
+    return count, rows

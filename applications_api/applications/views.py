@@ -1,13 +1,10 @@
 from flask import current_app, g, request, url_for
 from flask.views import MethodView
 
-from sqlalchemy import func, select
-
 from ..auth.authentication import require_staff, require_staff_for_writes, require_token
 from ..extensions import Blueprint, reads
-from . import service
+from . import history, service
 from .filters import page_statements
-from .models import ApplicationChange
 from .schemas import (
     ApplicationChangeSchema,
     ApplicationCreateSchema,
@@ -114,16 +111,8 @@ class ApplicationHistory(MethodView):
         """
         require_staff("Only staff users may read the change history.")
         service.read_or_404(app_id)
-        table = ApplicationChange.__table__
-        where = [table.c.application_id == app_id]
-        if "since" in args:
-            where.append(table.c.created_date >= args["since"])
-        if "user" in args:
-            where.append(table.c.user_id == args["user"])
-        page, size = pagination_parameters.page, pagination_parameters.page_size
-        pagination_parameters.item_count = reads().scalar(
-            select(func.count()).select_from(table).where(*where))
-        return reads().execute(
-            select(table).where(*where).order_by(table.c.id.desc())
-            .limit(size).offset((page - 1) * size)
-        ).mappings().all()
+        count, rows = history.page_statements(
+            app_id, args, pagination_parameters.page, pagination_parameters.page_size
+        )
+        pagination_parameters.item_count = reads().scalar(count)
+        return reads().execute(rows).mappings().all()
