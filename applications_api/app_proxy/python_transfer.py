@@ -22,6 +22,7 @@ import logging
 import socket
 import threading
 import time
+from collections import Counter
 from urllib.parse import urljoin
 
 import requests
@@ -58,7 +59,7 @@ class CallerBodyError(Exception):
 
     def __init__(self, error):
         super().__init__(str(error) or type(error).__name__)
-        self.aborted = isinstance(error, (OSError, ClientDisconnected))
+        self.aborted = isinstance(error, OSError | ClientDisconnected)
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -116,7 +117,7 @@ class PythonTransfer:
         self.settings = settings
         self.lock = threading.Lock()
         self.active = set()
-        self.per_app = {}
+        self.per_app = Counter()  # transfers in flight by application
         self.session = None
         self.watchdog = None
 
@@ -129,11 +130,11 @@ class PythonTransfer:
         """A Transfer for this request, or 503 at once when the bulkhead is full."""
         with self.lock:
             full = len(self.active) >= self.settings.proxy_max_in_flight
-            app_full = self.per_app.get(app_id, 0) >= self.settings.proxy_max_in_flight_per_app
+            app_full = self.per_app[app_id] >= self.settings.proxy_max_in_flight_per_app
             if not (full or app_full):
                 transfer = Transfer(app_id, _caller_socket(), self.settings.proxy_deadline)
                 self.active.add(transfer)
-                self.per_app[app_id] = self.per_app.get(app_id, 0) + 1
+                self.per_app[app_id] += 1
                 self._start_once()
                 return transfer
         PROXY_UPSTREAM_ERRORS.labels(app_id, "busy").inc()
@@ -146,11 +147,9 @@ class PythonTransfer:
         with self.lock:
             if transfer in self.active:
                 self.active.discard(transfer)
-                left = self.per_app[transfer.app_id] - 1
-                if left:
-                    self.per_app[transfer.app_id] = left
-                else:
-                    del self.per_app[transfer.app_id]
+                self.per_app[transfer.app_id] -= 1
+                if not self.per_app[transfer.app_id]:
+                    del self.per_app[transfer.app_id]  # bounded by what is in flight
 
     def _start_once(self):
         """Per process, after gunicorn forks: the pooled session and the watchdog."""

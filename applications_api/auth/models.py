@@ -1,7 +1,6 @@
 from ..db_types import UTCDateTime, utcnow
 from ..extensions import db
 
-
 PREFIX_LENGTH = 8
 
 
