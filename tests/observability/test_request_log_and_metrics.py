@@ -120,3 +120,14 @@ def test_invented_methods_cannot_grow_the_metrics(client):
     after = size()
     print(f"/metrics: {before} bytes before 1,000 invented methods, {after} after")
     assert after - before < 200  # counts grow by digits, never by label sets
+
+
+def test_a_proxied_answer_writes_its_log_line_once_it_is_closed(client, reader, proxied,
+                                                                upstream, caplog):
+    with caplog.at_level(logging.INFO, logger="applications_api.requests"):
+        response = client.get(f"/api/v1/app_proxy/{proxied['id']}/x",
+                              headers={**reader, "X-Request-ID": "proxied-1"})
+    assert response.status_code == 200
+    [record] = [r for r in request_lines(caplog) if r.fields["request_id"] == "proxied-1"]
+    assert record.fields["application_id"] == proxied["id"]
+    assert record.fields["status"] == 200
