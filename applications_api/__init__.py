@@ -47,6 +47,7 @@ def create_app(env=None):
         changes, "applications", settings.proxy_cache_seconds
     )
 
+    from .app_proxy.cli import commands as app_proxy_commands
     from .app_proxy.views import blp as app_proxy_blp
     from .app_proxy.views import init_transfer
     from .applications.cli import commands as application_commands
@@ -61,6 +62,7 @@ def create_app(env=None):
     app.register_blueprint(docs_assets)
     app.register_blueprint(auth_commands)
     app.register_blueprint(application_commands)
+    app.register_blueprint(app_proxy_commands)
     return app
 
 

@@ -45,6 +45,7 @@ class Settings:
     proxy_max_in_flight_per_app: int
     proxy_deadline: float
     proxy_min_rate: int
+    proxy_digest_max_bytes: int  # bodies read first, so the signature covers them
     application_secret_keys: tuple  # lower-case fnmatch patterns of config keys to mask
     log_level: str
 
@@ -173,6 +174,8 @@ def load_settings(env=None):
         ),
         proxy_deadline=_number(env, "APP_PROXY_DEADLINE", 300.0),
         proxy_min_rate=_number(env, "APP_PROXY_MIN_RATE", 4096, cast=int, allow_zero=True),
+        proxy_digest_max_bytes=_number(env, "APP_PROXY_DIGEST_MAX_BYTES", 1024 * 1024, cast=int,
+                                       allow_zero=True),
         application_secret_keys=_secret_keys(env),
         log_level=log_level,
     )

@@ -12,8 +12,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from applications_api.app_proxy import signing
 from e2e.stack import BIN, ROOT, SIGNING_KEY
+from tests.app_proxy.backend_verifier import send_raw, user_at
 from tests.upstream import send, send_chunked
 
 MIB = 1 << 20
@@ -106,8 +106,32 @@ def test_forwarded_headers_cannot_be_spoofed_and_the_identity_verifies(stack, st
     assert received["X-Forwarded-For"] == "127.0.0.1"
     assert received["X-Forwarded-Host"] == f"127.0.0.1:{stack.nginx_port}"
     assert received["X-Request-ID"] == "e2e-spoof-check"
-    path, _, query = upstream.last.path.partition("?")
-    assert signing.verify(SIGNING_KEY, "GET", path, query, received)
+    assert user_at(upstream.last, app_id, body=b"", key=operator_key(app_id)) is not None
+
+
+def operator_key(app_id):
+    """The application's key as the operator prints it for the backend."""
+    printed = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "app-proxy-key", str(app_id)], cwd=ROOT,
+        env={**os.environ, "APP_PROXY_SIGNING_KEY": SIGNING_KEY}, capture_output=True,
+        text=True, check=True)
+    return bytes.fromhex(printed.stdout.strip())
+
+
+def test_raw_targets_arrive_as_signed_through_gunicorn(stack, staff, upstream):
+    app_id = proxied_app(stack, staff, upstream)
+    sent = "a%2fb/%41;v=1//c?q={1}&r=a|b^c&s=%zz&t=&u=a%2f\"<>"
+    assert send_raw(stack.url, "GET", f"/api/v1/app_proxy/{app_id}/{sent}", staff) == 200
+    assert upstream.last.path == (
+        "/ext/a%2fb/%41;v=1//c?q=%7B1%7D&r=a%7Cb%5Ec&s=%25zz&t=&u=a%2f%22%3C%3E")
+    assert user_at(upstream.last, app_id, body=b"", key=operator_key(app_id)) is not None
+
+
+def test_a_raw_non_ascii_target_is_a_json_400_never_forwarded(stack, staff, upstream):
+    app_id = proxied_app(stack, staff, upstream)
+    before = len(upstream.received)
+    assert send_raw(stack.url, "GET", f"/api/v1/app_proxy/{app_id}/café", staff) == 400
+    assert len(upstream.received) == before
 
 
 def metric(text, name, **labels):

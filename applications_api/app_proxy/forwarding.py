@@ -5,10 +5,11 @@ rules. Both transfers (python_transfer.py, nginx_transfer.py) send what `plan()`
 import logging
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from flask import current_app, g, request
 from flask_smorest import abort
+from http_message_signatures import HTTPMessageSignaturesException
 
 from ..observability import PROXY_UPSTREAM_ERRORS
 from . import signing
@@ -30,6 +31,8 @@ SPOOFABLE = frozenset({
     "cf-connecting-ip", "fastly-client-ip", "x-original-url", "x-rewrite-url",
     "x-http-method-override", "x-http-method", "x-method-override",
     *(name.lower() for name in signing.IDENTITY_HEADERS),
+    # signed by earlier versions: a backend still checking them must not get a caller's
+    "x-app-proxy-timestamp", "x-app-proxy-signature",
 })
 # Never forwarded upstream (besides hop-by-hop ones): the caller's credentials stay
 # here, and what this service sets itself is not taken from the caller.
@@ -56,18 +59,45 @@ def end_to_end(headers):
     ]
 
 
-def raw_proxied_path(app_id):
-    """The {path} part of this request as the caller sent it (still percent-encoded)."""
-    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+def raw_target(app_id):
+    """The {path} part and the query (None without "?") of this request as the caller
+    sent them, still percent-encoded.
+
+    The raw target must spell the route plainly, `/api/v1/app_proxy/<id>/`: an id
+    written otherwise (`01`) or an encoded prefix (`app%5Fproxy`) is refused with 404,
+    so the path that was routed is always the path forwarded.
+    """
     prefix = f"{proxy_prefix(app_id)}/"
-    if raw:
-        raw = raw.split("?", 1)[0]
-        if "://" in raw:  # absolute-form request target
-            raw = urlsplit(raw).path
-        if raw.startswith(prefix):
-            return raw[len(prefix):]
-    # No raw URI from the server: rebuild it from the decoded path.
-    return request.path[len(prefix):] if request.path.startswith(prefix) else ""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if not raw:  # a server that keeps no raw target: the decoded path, encoded again
+        query = request.query_string.decode("latin-1")
+        return quote(request.path[len(prefix):], safe="/;=,:@!$&'()*+~"), query or None
+    if "://" in raw:  # absolute-form request target
+        parts = urlsplit(raw)
+        raw = parts.path + (f"?{parts.query}" if "?" in raw else "")
+    path, mark, query = raw.partition("?")
+    if not path.startswith(prefix):
+        abort(404, message=f"No app_proxy route here: write it {prefix}<path>, "
+                           "the id in plain digits without leading zeros.")
+    return path[len(prefix):], query if mark else None
+
+
+# What RFC 3986 allows in a path (pchar and "/"), and in a query ("?" too). Anything
+# else, and a "%" that starts no escape, is percent-encoded: the only change made to
+# the caller's target, so that it is a URI the signature can cover.
+_NOT_IN_PATH = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]")
+_NOT_IN_QUERY = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?%]")
+
+
+def _percent_encoded(match):
+    text = match.group()
+    raw = text.encode("latin-1") if max(text) < "\u0100" else text.encode("utf-8")
+    return "".join(f"%{byte:02X}" for byte in raw)
+
+
+def as_uri(text, not_allowed=_NOT_IN_PATH):
+    """`text` (a raw target's path or query, one character per byte) as URI characters."""
+    return not_allowed.sub(_percent_encoded, text)
 
 
 def normalize_path(raw_path):
@@ -105,12 +135,14 @@ def fail(app_id, status, error, message):
 class Target:
     """Where and how a proxied request goes upstream."""
 
+    app_id: int
+    user_id: int  # the caller, whose identity is signed
     origin: str  # web_url's scheme://host[:port]
-    uri: str  # /base/path?query: the base path joined with {path}, encoding kept
+    uri: str  # /base/path?query: the base path joined with the caller's target, as a URI
     base_path: str  # web_url's path, ending in /
     address: str  # scheme://ip:port the checks approved: the nginx transfer connects there
     server_name: str  # web_url's host name, for TLS (SNI and certificate checks)
-    headers: dict  # added upstream, overwriting the caller's: X-Forwarded-*, identity
+    headers: dict  # added upstream, overwriting the caller's: X-Forwarded-*, X-Request-ID
 
     @property
     def url(self):
@@ -126,14 +158,28 @@ class Target:
         """Redirects to somewhere under it come back through the proxy."""
         return self.origin + self.base_path
 
+    def identity_headers(self, body):
+        """The caller's identity, signed over this request as the backend receives it
+        (signing.py); `body`: the bytes forwarded when they were read first, else None."""
+        settings = current_app.config["SETTINGS"]
+        try:
+            return signing.identity_headers(settings.proxy_signing_key, self.app_id,
+                                            request.method, self.url, self.user_id, body)
+        except HTTPMessageSignaturesException as error:
+            log.warning("app_proxy %s: cannot sign for %s: %s", self.app_id, self.url, error)
+            fail(self.app_id, 502, "unsignable",
+                 "The application's web_url is not a URL the proxy can sign requests for.")
 
-def plan(app_id, web_url, raw_path, user_id):
-    """The upstream request for this call to `web_url`; aborts 400 on a path escaping
-    the base, 502 when web_url's host is denied or does not resolve."""
+
+def plan(app_id, web_url, user_id):
+    """The upstream request for this call to `web_url`; aborts 404 on a route not spelled
+    plainly, 400 on a path escaping the base, 502 when web_url's host is denied or does
+    not resolve."""
     settings = current_app.config["SETTINGS"]
+    raw_path, query = raw_target(app_id)
     base = urlsplit(web_url)
     base_path = base.path if base.path.endswith("/") else base.path + "/"
-    path = base_path + normalize_path(raw_path)
+    path = as_uri(base_path + normalize_path(raw_path))
     port = base.port or (443 if base.scheme == "https" else 80)
     try:
         address = approved_address(base.hostname, port, settings.proxy_denied_networks,
@@ -144,15 +190,22 @@ def plan(app_id, web_url, raw_path, user_id):
     except OSError as error:
         log.warning("app_proxy %s: cannot resolve %s: %s", app_id, base.hostname, error)
         fail(app_id, 502, "unresolvable", "The application's backend cannot be reached.")
-    query = request.query_string.decode("latin-1")
     ip = f"[{address}]" if address.version == 6 else str(address)
     return Target(
+        app_id=app_id,
+        user_id=user_id,
         origin=f"{base.scheme}://{base.netloc}",
-        uri=f"{path}?{query}" if query else path,
+        uri=path if query is None else f"{path}?{as_uri(query, _NOT_IN_QUERY)}",
         base_path=base_path,
         address=f"{base.scheme}://{ip}:{port}",
         server_name=base.hostname,
-        headers=added_headers(app_id, path, query, user_id),
+        headers={
+            "X-Forwarded-For": request.remote_addr or "",
+            "X-Forwarded-Host": request.host,
+            "X-Forwarded-Proto": request.scheme,
+            "X-Forwarded-Prefix": proxy_prefix(app_id),
+            "X-Request-ID": g.request_id,
+        },
     )
 
 
@@ -162,18 +215,4 @@ def forwarded_headers():
         name: value
         for name, value in end_to_end(request.headers)
         if name.lower() not in NOT_FORWARDED
-    }
-
-
-def added_headers(app_id, upstream_path, query, user_id):
-    settings = current_app.config["SETTINGS"]
-    return {
-        "X-Forwarded-For": request.remote_addr or "",
-        "X-Forwarded-Host": request.host,
-        "X-Forwarded-Proto": request.scheme,
-        "X-Forwarded-Prefix": proxy_prefix(app_id),
-        "X-Request-ID": g.request_id,
-        **signing.identity_headers(
-            settings.proxy_signing_key, request.method, upstream_path, query, user_id
-        ),
     }

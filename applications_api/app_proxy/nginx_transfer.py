@@ -9,7 +9,9 @@ only, no body). The answer carries no body either:
   `X-App-Proxy-Uri` (path and query, exactly as signed), `X-App-Proxy-Host` (the Host
   header), `X-App-Proxy-Server-Name` (TLS name), `X-App-Proxy-Base-Url` and
   `X-App-Proxy-Base-Path` (redirects under them are rewritten to `X-Forwarded-Prefix`),
-  and the headers added upstream under their own names (`X-Forwarded-*`, identity);
+  and the headers added upstream under their own names (`X-Forwarded-*`, the signed
+  identity: a body nginx streams unread is not covered, an empty one is, as nginx
+  tells in `X-App-Proxy-Content-Length` and `X-App-Proxy-Transfer-Encoding`);
 - or this service's JSON error, whose body nginx cannot take from an auth_request
   answer: it travels in `X-App-Proxy-Error`, and nginx answers it with the same status.
 """
@@ -44,7 +46,15 @@ class NginxTransfer:
             "X-App-Proxy-Base-Url": target.base_url,
             "X-App-Proxy-Base-Path": target.base_path,
             **target.headers,
+            **target.identity_headers(body=b"" if _bodiless() else None),
         })
+
+
+def _bodiless():
+    """Whether the caller's request has no body, as nginx saw it."""
+    length = request.headers.get("X-App-Proxy-Content-Length", "")
+    chunked = request.headers.get("X-App-Proxy-Transfer-Encoding", "")
+    return not chunked and length.strip() in ("", "0")
 
 
 def _refuse_connection_named_headers():

@@ -9,14 +9,17 @@ itself:
 - a watchdog thread that cuts a transfer past APP_PROXY_DEADLINE, or moving less than
   APP_PROXY_MIN_RATE bytes a second (averaged, after a grace of RATE_GRACE seconds) while
   it moves a body, whichever peer is slow;
-- bodies stream both ways; answers are passed on as each read returns, so a backend
-  that dribbles reaches the caller byte by byte.
+- bodies of at most APP_PROXY_DIGEST_MAX_BYTES are read first, so the signature covers
+  them (signing.py); larger and chunked ones stream; answers are passed on as each read
+  returns, so a backend that dribbles reaches the caller byte by byte;
+- the request target goes out exactly as planned and signed (urllib3 would re-encode it).
 
 Connections to backends come from one pooled requests.Session per process. A request
 without a body that fails on a connection the backend dropped is sent once more on a
 new one (RFC 9112 §9.3.1); one with a body is never replayed.
 """
 
+import contextvars
 import http.cookiejar
 import logging
 import socket
@@ -29,6 +32,7 @@ import requests
 from flask import Response, request
 from flask_smorest import abort
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from werkzeug.exceptions import ClientDisconnected
@@ -158,6 +162,8 @@ class PythonTransfer:
             session.trust_env = False  # no proxies or netrc from the environment
             session.cookies.set_policy(_NoCookies())
             adapter = HTTPAdapter(pool_connections=64, pool_maxsize=POOL_SIZE, max_retries=0)
+            adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool,
+                                                          "https": _HTTPSPool}
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers.clear()  # no default User-Agent/Accept/Accept-Encoding added
@@ -195,44 +201,49 @@ class PythonTransfer:
 
     def _send(self, transfer, target):
         settings = self.settings
-        body = _request_body(transfer)
-        headers = {**forwarded_headers(), **target.headers}
+        try:
+            body, read = _request_body(transfer, settings.proxy_digest_max_bytes)
+        except CallerBodyError as error:
+            _refuse_body(transfer.app_id, error)
+        headers = {**forwarded_headers(), **target.headers, **target.identity_headers(read)}
         if request.content_length is not None:
             headers["Content-Length"] = str(request.content_length)
-        replayable = body is None and request.method in REPLAYABLE
+        replayable = read == b"" and request.method in REPLAYABLE
         started = time.perf_counter()
-        for attempt in (1, 2):
-            if body is not None:
-                transfer.moving_body()
-            try:
-                upstream = self.session.request(
-                    request.method, target.url, headers=headers, data=body, stream=True,
-                    allow_redirects=False,
-                    timeout=(settings.proxy_connect_timeout, settings.proxy_read_timeout),
-                )
-                break
-            except CallerBodyError as error:
-                if error.aborted:  # the caller went away: nobody reads this answer
-                    log.info("app_proxy %s: the caller broke off its body: %s",
-                             transfer.app_id, error)
-                    fail(transfer.app_id, 400, "client_abort", "The request body broke off.")
-                abort(400, message=f"The request body is malformed: {error}")
-            except (requests.ConnectTimeout, requests.ReadTimeout) as error:
-                log.warning("app_proxy %s: %s timed out: %s", transfer.app_id, target.url, error)
-                fail(transfer.app_id, 504, "timeout",
-                     "The application's backend did not answer in time.")
-            except (requests.RequestException, OSError) as error:
-                if transfer.cut_reason:  # the watchdog cut it; the caller is gone
-                    fail(transfer.app_id, 504, transfer.cut_reason,
-                         "The proxied request did not complete in time.")
-                dropped = error.args and isinstance(error.args[0], ProtocolError)
-                if attempt == 1 and replayable and dropped:
-                    log.info("app_proxy %s: connection dropped, sending once more: %s",
-                             transfer.app_id, error)
-                    continue
-                log.warning("app_proxy %s: %s failed: %s", transfer.app_id, target.url, error)
-                fail(transfer.app_id, 502, "unreachable",
-                     "The application's backend cannot be reached.")
+        sent_target = _SENT_TARGET.set(target.uri)
+        try:
+            for attempt in (1, 2):
+                if body is not None:
+                    transfer.moving_body()
+                try:
+                    upstream = self.session.request(
+                        request.method, target.url, headers=headers, data=body, stream=True,
+                        allow_redirects=False,
+                        timeout=(settings.proxy_connect_timeout, settings.proxy_read_timeout),
+                    )
+                    break
+                except CallerBodyError as error:
+                    _refuse_body(transfer.app_id, error)
+                except (requests.ConnectTimeout, requests.ReadTimeout) as error:
+                    log.warning("app_proxy %s: %s timed out: %s", transfer.app_id, target.url,
+                                error)
+                    fail(transfer.app_id, 504, "timeout",
+                         "The application's backend did not answer in time.")
+                except (requests.RequestException, OSError) as error:
+                    if transfer.cut_reason:  # the watchdog cut it; the caller is gone
+                        fail(transfer.app_id, 504, transfer.cut_reason,
+                             "The proxied request did not complete in time.")
+                    dropped = error.args and isinstance(error.args[0], ProtocolError)
+                    if attempt == 1 and replayable and dropped:
+                        log.info("app_proxy %s: connection dropped, sending once more: %s",
+                                 transfer.app_id, error)
+                        continue
+                    log.warning("app_proxy %s: %s failed: %s", transfer.app_id, target.url,
+                                error)
+                    fail(transfer.app_id, 502, "unreachable",
+                         "The application's backend cannot be reached.")
+        finally:
+            _SENT_TARGET.reset(sent_target)
         PROXY_UPSTREAM_DURATION.labels(transfer.app_id).observe(time.perf_counter() - started)
         transfer.upstream = upstream.raw
         return upstream
@@ -342,10 +353,51 @@ class _CountedBody:
             yield chunk
 
 
-def _request_body(transfer):
+def _request_body(transfer, digest_max_bytes):
+    """(what requests sends, the bytes read for the signature's digest or None): an
+    empty body and one of at most `digest_max_bytes` are read first, so the signature
+    covers them; a larger or chunked one streams unread."""
     length = request.content_length
-    if length:
-        return _CountedBody(request.stream, transfer, length)
-    if length is None and request.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        return iter(_CountedBody(request.stream, transfer))
-    return None
+    chunked = request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+    if not length and not (length is None and chunked):
+        return None, b""
+    if length is None:
+        return iter(_CountedBody(request.stream, transfer)), None
+    body = _CountedBody(request.stream, transfer, length)
+    if length > digest_max_bytes:
+        return body, None
+    transfer.moving_body()
+    data = bytearray()
+    while len(data) < length:
+        chunk = body.read(min(length - len(data), UPLOAD_READ_SIZE))
+        if not chunk:
+            raise CallerBodyError(ConnectionAbortedError("the request body ended early"))
+        data += chunk
+    transfer.waiting()
+    return bytes(data), bytes(data)
+
+
+def _refuse_body(app_id, error):
+    """400 for a body that could not be read: cut short, or malformed."""
+    if error.aborted:  # the caller went away: nobody reads this answer
+        log.info("app_proxy %s: the caller broke off its body: %s", app_id, error)
+        fail(app_id, 400, "client_abort", "The request body broke off.")
+    abort(400, message=f"The request body is malformed: {error}")
+
+
+# The request target being sent: urllib3 would re-encode it (%2f becomes %2F, a bare
+# "?" goes), and it is a URI already, signed as it is, so it goes out byte for byte.
+_SENT_TARGET = contextvars.ContextVar("app_proxy_sent_target")
+
+
+class _AsSigned:
+    def _make_request(self, conn, method, url, *args, **kwargs):
+        return super()._make_request(conn, method, _SENT_TARGET.get(url), *args, **kwargs)
+
+
+class _HTTPPool(_AsSigned, HTTPConnectionPool):
+    pass
+
+
+class _HTTPSPool(_AsSigned, HTTPSConnectionPool):
+    pass

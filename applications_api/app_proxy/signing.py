@@ -1,51 +1,78 @@
-"""The caller's identity, signed so an application's backend can trust it.
+"""The caller's identity, signed for one application's backend: RFC 9421 HTTP Message
+Signatures (hmac-sha256), made with the http-message-signatures library.
 
-The signature is HMAC-SHA256, keyed with APP_PROXY_SIGNING_KEY, over these five lines
-joined by "\\n" (no trailing newline), as hex:
+Each application has its own key, derived from APP_PROXY_SIGNING_KEY and its id (HKDF-
+SHA256), so a backend holds only its own key and a signature made for one application
+never verifies at another. `flask --app wsgi app-proxy-key APP_ID` prints it.
 
-    METHOD            e.g. GET
-    PATH              the request path the backend receives, as sent (percent-encoded)
-    QUERY             the raw query string, without "?" (empty when none)
-    TIMESTAMP         X-App-Proxy-Timestamp: Unix seconds
-    USER_ID           X-App-Proxy-User-Id
-
-Backends should also refuse a timestamp older than a few minutes (replays).
+Every forwarded request carries `X-App-Proxy-User-Id`, `Signature-Input` and `Signature`
+(label and tag `app_proxy`). Covered: `@method`, `@authority` (the Host the backend
+receives), `@path`, `@query` (the request target exactly as sent), `x-app-proxy-user-id`,
+and `content-digest` (RFC 9530, sha-256) whenever the body was read before forwarding:
+an empty body always, a body of at most APP_PROXY_DIGEST_MAX_BYTES on the python transfer.
+Larger and chunked bodies stream, and `Signature-Input` then lists no `content-digest`.
+Parameters: `created`, `expires` (created + LIFETIME), `keyid` (`application-<id>`),
+`alg`, `tag`.
 """
 
-import hashlib
-import hmac
+import base64
+import datetime
 import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from http_message_signatures import HTTPMessageSigner, algorithms
+from requests.structures import CaseInsensitiveDict
 
 USER_HEADER = "X-App-Proxy-User-Id"
-TIMESTAMP_HEADER = "X-App-Proxy-Timestamp"
-SIGNATURE_HEADER = "X-App-Proxy-Signature"
-IDENTITY_HEADERS = (USER_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)
+# Headers only this service sets upstream: a caller's are never passed on.
+SIGNATURE_HEADERS = ("Signature", "Signature-Input", "Content-Digest")
+IDENTITY_HEADERS = (USER_HEADER, *SIGNATURE_HEADERS)
+LABEL = TAG = "app_proxy"
+COVERED = ("@method", "@authority", "@path", "@query", USER_HEADER.lower())
+LIFETIME = 300  # seconds a signature stays valid (its `expires`)
 
 
-def signature(key, method, path, query, timestamp, user_id):
-    message = "\n".join((method, path, query, str(timestamp), str(user_id)))
-    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+def key_id(app_id):
+    return f"application-{app_id}"
 
 
-def identity_headers(key, method, path, query, user_id, now=None):
-    timestamp = int(time.time() if now is None else now)
-    return {
-        USER_HEADER: str(user_id),
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: signature(key, method, path, query, timestamp, user_id),
-    }
+@lru_cache(maxsize=1024)
+def application_key(secret, app_id):
+    """Application `app_id`'s 32-byte signing key: HKDF-SHA256 of the deployment secret."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=f"app_proxy signing key {key_id(app_id)}".encode())
+    return hkdf.derive(secret.encode())
 
 
-def verify(key, method, path, query, headers, max_age=300, now=None):
-    """What a backend does: True when the identity headers are genuine and fresh."""
-    try:
-        timestamp = int(headers[TIMESTAMP_HEADER])
-        user_id = headers[USER_HEADER]
-        given = headers[SIGNATURE_HEADER]
-    except (KeyError, ValueError):
-        return False
-    now = time.time() if now is None else now
-    if abs(now - timestamp) > max_age:
-        return False
-    expected = signature(key, method, path, query, timestamp, user_id)
-    return hmac.compare_digest(expected, given)
+_SIGNER = HTTPMessageSigner(signature_algorithm=algorithms.HMAC_SHA256)
+
+
+@dataclass
+class Message:
+    """The request as the backend receives it, in the shape the library reads."""
+
+    method: str
+    url: str  # absolute: web_url's origin and the request target, as sent
+    headers: CaseInsensitiveDict
+
+
+def identity_headers(secret, app_id, method, url, user_id, body=None, now=None):
+    """X-App-Proxy-User-Id and the signature headers for this request to `url`;
+    `body`: the bytes forwarded when they were read (Content-Digest is then covered),
+    None when the body streams unread."""
+    created = datetime.datetime.fromtimestamp(
+        int(time.time() if now is None else now), datetime.timezone.utc)
+    message = Message(method, url, CaseInsensitiveDict({USER_HEADER: str(user_id)}))
+    # The library builds the signature base (and the digest); its sign() would then
+    # build the base a second time to check it, which doubles the cost per request.
+    prepared = _SIGNER.prepare(
+        message, key_id=key_id(app_id), label=LABEL, tag=TAG, covered_component_ids=COVERED,
+        created=created, expires=created + datetime.timedelta(seconds=LIFETIME), body=body)
+    signature = algorithms.HMAC_SHA256(private_key=application_key(secret, app_id))
+    value = base64.b64encode(signature.sign(prepared.signature_base)).decode()
+    return {**message.headers,
+            "Signature-Input": f"{LABEL}={prepared.signature_params}",
+            "Signature": f"{LABEL}=:{value}:"}

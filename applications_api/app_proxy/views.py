@@ -8,7 +8,7 @@ from ..applications.schemas import is_web_url
 from ..applications.service import MAX_ID
 from ..auth.authentication import require_token
 from ..extensions import Blueprint, end_reads, reads
-from .forwarding import URL_PREFIX, plan, raw_proxied_path
+from .forwarding import URL_PREFIX, plan
 from .nginx_transfer import NginxTransfer
 from .python_transfer import PythonTransfer
 
@@ -60,10 +60,10 @@ def proxied_web_url(app_id):
 
 def proxied_method(method, summary):
     """One HTTP method of the proxy, documented in OpenAPI: the backend's own answer,
-    or this service's errors. `path` only routes; the raw path is what is forwarded."""
+    or this service's errors. `path` only routes; the raw target is what is forwarded."""
 
     def view(self, app_id, path):
-        target = plan(app_id, proxied_web_url(app_id), raw_proxied_path(app_id), g.user.id)
+        target = plan(app_id, proxied_web_url(app_id), g.user.id)
         end_reads()  # however the token and target were found: a slow backend holds none
         return current_app.extensions["app_proxy_transfer"].forward(app_id, target)
 
