@@ -180,15 +180,16 @@ def plan(app_id, web_url, user_id):
     base = urlsplit(web_url)
     base_path = base.path if base.path.endswith("/") else base.path + "/"
     path = as_uri(base_path + normalize_path(raw_path))
+    host = base.hostname  # (each read of .hostname or .port parses netloc again)
     port = base.port or (443 if base.scheme == "https" else 80)
     try:
-        address = approved_address(base.hostname, port, settings.proxy_denied_networks,
+        address = approved_address(host, port, settings.proxy_denied_networks,
                                    settings.proxy_own_addresses)
     except DeniedAddress as error:
         log.warning("app_proxy %s: refused: %s", app_id, error)
         fail(app_id, 502, "denied", "The application's backend is in a denied network.")
     except OSError as error:
-        log.warning("app_proxy %s: cannot resolve %s: %s", app_id, base.hostname, error)
+        log.warning("app_proxy %s: cannot resolve %s: %s", app_id, host, error)
         fail(app_id, 502, "unresolvable", "The application's backend cannot be reached.")
     ip = f"[{address}]" if address.version == 6 else str(address)
     return Target(
@@ -198,7 +199,7 @@ def plan(app_id, web_url, user_id):
         uri=path if query is None else f"{path}?{as_uri(query, _NOT_IN_QUERY)}",
         base_path=base_path,
         address=f"{base.scheme}://{ip}:{port}",
-        server_name=base.hostname,
+        server_name=host,
         headers={
             "X-Forwarded-For": request.remote_addr or "",
             "X-Forwarded-Host": request.host,
