@@ -5,27 +5,27 @@ secret values never)."""
 import logging
 
 from flask import g, has_request_context
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, literal, select
 
-from .models import ApplicationChange
+from ..db_types import utcnow
+from .models import Application, ApplicationChange
 from .secrets import is_secret, masked
 
 log = logging.getLogger(__name__)
 
 FIELDS = ("name", "application_type", "config", "is_active", "remote_object_id",
           "is_visible", "is_proxy_available", "related_application_id")
-HISTORY_INSERT = insert(ApplicationChange.__table__)
+APPLICATIONS = Application.__table__
+HISTORY = ApplicationChange.__table__
+HISTORY_INSERT = insert(HISTORY)
 # Where app_proxy sends callers' signed identities: a change is logged at WARNING.
 SENSITIVE = ("config.web_url", "is_proxy_available")
 
 
-def snapshot(application):
-    return {field: getattr(application, field) for field in FIELDS} if application else {}
-
-
 def diff(before, after, secret_keys):
-    """[{field, old, new}] for each field that changed; config compared key by key (a
-    nested object by its keys, "config.a.b"); a secret key only as {field, secret}."""
+    """[{field, old, new}] for each field that changed between two rows (mappings; {}
+    before a create); config compared key by key (a nested object by its keys,
+    "config.a.b"); a secret key only as {field, secret}."""
     changes = []
     for field in FIELDS:
         if field == "config":  # an application's config is an object, {} before it exists
@@ -58,28 +58,47 @@ def _diff_value(path, key, old, new, secret_keys, changes):
                         "new": None if new is _ABSENT else masked(new, secret_keys)})
 
 
-def record(session, application, action, changes):
-    """Insert the history entry in the write's own transaction (a Core insert: the ORM's
-    bookkeeping for a new object cost more than the rest of the entry)."""
+# Where the row and its entry are written by one statement (data-modifying CTEs): one
+# round trip, and a create needs no transaction of its own. SQLite has no such CTEs.
+ONE_STATEMENT = {"postgresql": True, "sqlite": False}
+
+
+def written(session, statement, action, changes):
+    """Run `statement` (an INSERT or UPDATE of one application) and insert its history
+    entry in the same transaction; on PostgreSQL in the same statement. Returns the row
+    as written."""
+    statement = statement.returning(*APPLICATIONS.c)
     in_request = has_request_context()
-    user_id = g.user.id if in_request and g.get("user") else None
-    session.execute(HISTORY_INSERT, {
-        "application_id": application.id,
-        "user_id": user_id,
+    entry = {
+        "user_id": g.user.id if in_request and g.get("user") else None,
         "request_id": g.get("request_id") if in_request else None,
         "action": action,
         "changes": changes,
-    })
+        "created_date": utcnow(),
+    }
+    if ONE_STATEMENT[session.get_bind().dialect.name]:
+        row_cte = statement.cte("written")
+        logged = HISTORY_INSERT.from_select(
+            ["application_id", *entry],
+            select(row_cte.c.id, *(literal(value, HISTORY.c[name].type)
+                                   for name, value in entry.items())),
+        ).cte("logged")
+        row = session.execute(select(row_cte).add_cte(logged)).mappings().one()
+    else:
+        row = session.execute(statement).mappings().one()
+        session.execute(HISTORY_INSERT, {**entry, "application_id": row["id"]})
     for change in changes:
         # (a new application only when it points app_proxy somewhere)
         if change["field"] in SENSITIVE and (action != "create" or change.get("new")):
-            log.warning("application %s: %s changed from %r to %r (user %s)", application.id,
-                        change["field"], change.get("old"), change.get("new"), user_id)
+            log.warning("application %s: %s changed from %r to %r (user %s)", row["id"],
+                        change["field"], change.get("old"), change.get("new"),
+                        entry["user_id"])
+    return row
 
 
 def page_statements(app_id, args, page, size):
     """The history list's count and page: newest first, filtered by `since` and `user`."""
-    table = ApplicationChange.__table__
+    table = HISTORY
     where = [table.c.application_id == app_id]
     if "since" in args:
         where.append(table.c.created_date >= args["since"])

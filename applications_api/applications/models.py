@@ -49,10 +49,8 @@ class Application(db.Model):
         UTCDateTime, nullable=False, default=utcnow, index=True
     )
 
-    # Every UPDATE checks and bumps the version. Writes hold the row's lock (service.py),
-    # so it always matches; a write from a stale read would fail loudly, never overwrite.
+    # Every write bumps it, holding the row's lock (service.py).
     version = db.Column(db.Integer, nullable=False, default=1, server_default="1")
-    __mapper_args__ = {"version_id_col": version}
 
     __table_args__ = (
         # related_application_id__iexact compares lower-cased values.

@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import OperationalError
 
 from ..db_types import utcnow
-from ..extensions import db, reads, transaction
+from ..extensions import db, end_reads, reads, transaction
 from . import history, secrets
 from .models import Application
 
@@ -35,9 +35,14 @@ def with_defaults(config):
     return config
 
 
-# Reads fetch plain rows with a statement built once (no ORM objects to construct, a
-# reused compiled form); writes load the ORM object, whose version check they need.
-APPLICATION_BY_ID = select(Application.__table__).where(Application.id == bindparam("app_id"))
+# Reads and writes alike work on plain rows with Core statements: no ORM objects to
+# build, and a reused compiled form.
+TABLE = Application.__table__
+APPLICATION_BY_ID = select(TABLE).where(TABLE.c.id == bindparam("app_id"))
+LOCKED_BY_ID = APPLICATION_BY_ID.with_for_update()  # (SQLite: its BEGIN IMMEDIATE locks)
+# What a create leaves out and the column supplies (a history entry lists them too).
+COLUMN_DEFAULTS = {column.name: column.default.arg for column in TABLE.c
+                   if column.default is not None and column.default.is_scalar}
 
 
 def _not_found(app_id):
@@ -68,58 +73,50 @@ def _locked(app_id=None):
 
 
 def _write(app_id, action, change):
-    """Apply `change` to the application, with its history entry, in one transaction
-    that owns the row (PostgreSQL SELECT ... FOR UPDATE; SQLite's write lock), so
-    concurrent writers of one row queue in the database and each does its work once."""
+    """Apply `change` (the stored row -> the fields to set) with its history entry, in
+    one transaction that owns the row (PostgreSQL SELECT ... FOR UPDATE; SQLite's write
+    lock), so concurrent writers of one row queue in the database and each does its
+    work once. Returns the row as written."""
     with _locked(app_id):
-        application = db.session.scalar(
-            select(Application).where(Application.id == app_id).with_for_update()
-            .execution_options(populate_existing=True)
-        ) if app_id <= MAX_ID else None
-        if application is None:
+        row = db.session.execute(LOCKED_BY_ID, {"app_id": app_id}).mappings().first() \
+            if app_id <= MAX_ID else None
+        if row is None:
             _not_found(app_id)
-        before = history.snapshot(application)
-        change(application)
-        application.modified_date = utcnow()
-        history.record(db.session, application, action,
-                       history.diff(before, history.snapshot(application), secrets.patterns()))
-    return application
+        values = {**change(row), "modified_date": utcnow()}
+        update = (TABLE.update().where(TABLE.c.id == app_id)
+                  .values(**values, version=TABLE.c.version + 1))
+        changes = history.diff(row, {**row, **values}, secrets.patterns())
+        return history.written(db.session, update, action, changes)
 
 
 def create_application(data, created_by):
     now = utcnow()
-    application = Application(
-        **data,
-        created_by=created_by,
-        created_date=now,
-        modified_date=now,
-    )
-    application.config = with_defaults(data.get("config"))
+    values = {**COLUMN_DEFAULTS, **data, "config": with_defaults(data.get("config")),
+              "created_by": created_by, "created_date": now, "modified_date": now}
+    changes = history.diff({}, values, secrets.patterns())
+    if history.ONE_STATEMENT[db.engine.dialect.name]:  # atomic alone: no BEGIN, no COMMIT
+        end_reads()
+        row = history.written(db.session, TABLE.insert().values(**values), "create", changes)
+        db.session.commit()
+        return row
     with _locked():
-        db.session.add(application)
-        db.session.flush()  # the id, for the history entry
-        history.record(db.session, application, "create",
-                       history.diff({}, history.snapshot(application), secrets.patterns()))
-    return application
+        return history.written(db.session, TABLE.insert().values(**values), "create", changes)
 
 
 def update_application(app_id, data, *, merge_config):
     """PUT (merge_config=False: a given config replaces) or PATCH (merge it)."""
 
-    def change(application):
-        for field, value in data.items():
-            if field == "config":
-                value = merge_patch(application.config, value) if merge_config else value
-                value = with_defaults(
-                    secrets.unmasked(value, application.config, secrets.patterns())
-                )
-            setattr(application, field, value)
+    def change(row):
+        values = dict(data)
+        if "config" in values:
+            config = merge_patch(row["config"], values["config"]) if merge_config \
+                else values["config"]
+            values["config"] = with_defaults(
+                secrets.unmasked(config, row["config"], secrets.patterns()))
+        return values
 
     return _write(app_id, "update" if merge_config else "replace", change)
 
 
 def soft_delete_application(app_id):
-    def change(application):
-        application.is_active = False
-
-    _write(app_id, "delete", change)
+    _write(app_id, "delete", lambda row: {"is_active": False})

@@ -56,7 +56,7 @@ class Applications(MethodView):
     def post(self, data):
         """Create an application (staff only)"""
         application = service.create_application(data, created_by=g.user.id)
-        location = url_for(".Application", app_id=application.id)
+        location = url_for(".Application", app_id=application["id"])
         return application, {"Location": location}
 
 
