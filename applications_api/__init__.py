@@ -22,6 +22,7 @@ def create_app(env=None):
 
     from . import observability
     from .cache import ChangeFeed, FreshCache
+    from .docs import OperationIds
     from .docs import assets as docs_assets
     from .errors import register_error_handlers
     from .extensions import Api, db, end_reads, install_sqlite_pragmas, migrate
@@ -33,7 +34,9 @@ def create_app(env=None):
     app.teardown_appcontext(end_reads)
     with app.app_context():
         install_sqlite_pragmas(db.engine)
-    api = Api(app)
+    app.url_map.strict_slashes = False  # /applications/2 is /applications/2/, no redirect
+    app.url_map.merge_slashes = False  # /api/v1//applications/ is a 404, not a redirect
+    api = Api(app, spec_kwargs={"extra_plugins": [OperationIds()]})
     register_error_handlers(app)
     observability.init_app(app)
     if settings.trusted_proxies:

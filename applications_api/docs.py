@@ -1,5 +1,7 @@
-"""Swagger UI's assets, served by this app so the docs work without internet."""
+"""The API's documentation: Swagger UI's assets, served by this app so the docs work
+without internet, and the operation ids client generators name their functions after."""
 
+from apispec import BasePlugin
 from flask import Blueprint, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
@@ -11,3 +13,28 @@ assets = Blueprint("swagger_ui_assets", __name__)
 @assets.route(f"{SWAGGER_UI_ASSETS_URL}<path:filename>")
 def swagger_ui_asset(filename):
     return send_from_directory(swagger_ui_path, filename, max_age=86400)
+
+
+OPERATION_IDS = {
+    ("/api/v1/applications/", "get"): "listApplications",
+    ("/api/v1/applications/", "post"): "createApplication",
+    ("/api/v1/applications/{app_id}/", "get"): "retrieveApplication",
+    ("/api/v1/applications/{app_id}/", "put"): "replaceApplication",
+    ("/api/v1/applications/{app_id}/", "patch"): "updateApplication",
+    ("/api/v1/applications/{app_id}/", "delete"): "deleteApplication",
+    ("/api/v1/applications/{app_id}/history/", "get"): "listApplicationHistory",
+    ("/api/v1/healthcheck/", "get"): "healthcheck",
+}
+
+
+class OperationIds(BasePlugin):
+    """Every operation's id: OPERATION_IDS, and for app_proxy `proxyGet`, `proxyPost`, …
+    (`proxyGetBase`, … for the application's base URL, the route without {path})."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for method, operation in operations.items():
+            if path.startswith("/api/v1/app_proxy/"):
+                base = "" if path.endswith("{path}") else "Base"
+                operation["operationId"] = f"proxy{method.capitalize()}{base}"
+            else:
+                operation["operationId"] = OPERATION_IDS[path, method]

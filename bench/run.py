@@ -116,7 +116,11 @@ class Server:
             [BIN / "gunicorn", *GUNICORN, "--bind", f"127.0.0.1:{port}", app],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_until_up(f"http://127.0.0.1:{port}/", self.proc)
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}/", self.proc)
+        except BaseException:
+            self.proc.kill()  # never leave a server holding the port behind
+            raise
 
     def connection_split(self):
         """Established connections each worker process holds on the server port."""

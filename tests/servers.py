@@ -45,7 +45,7 @@ def wait_until_up(url, process, log=None):
         try:
             requests.get(url, timeout=1)
             return
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or too busy starting to answer
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up: {tail()}")
 

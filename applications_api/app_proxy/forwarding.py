@@ -76,6 +76,8 @@ def raw_target(app_id):
         parts = urlsplit(raw)
         raw = parts.path + (f"?{parts.query}" if "?" in raw else "")
     path, mark, query = raw.partition("?")
+    if path == prefix[:-1]:  # the base, its trailing slash left out
+        path = prefix
     if not path.startswith(prefix):
         abort(404, message=f"No app_proxy route here: write it {prefix}<path>, "
                            "the id in plain digits without leading zeros.")

@@ -35,6 +35,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.util import SKIP_HEADER
 from werkzeug.exceptions import ClientDisconnected
 
 from ..observability import PROXY_UPSTREAM_DURATION, PROXY_UPSTREAM_ERRORS
@@ -206,6 +207,8 @@ class PythonTransfer:
         except CallerBodyError as error:
             _refuse_body(transfer.app_id, error)
         headers = {**forwarded_headers(), **target.headers, **target.identity_headers(read)}
+        for name in ("Accept-Encoding", "User-Agent"):  # not the HTTP client's own
+            headers.setdefault(name, SKIP_HEADER)
         if request.content_length is not None:
             headers["Content-Length"] = str(request.content_length)
         replayable = read == b"" and request.method in REPLAYABLE

@@ -100,12 +100,16 @@ class ApplicationFieldsSchema(ma.Schema):
             "example": {"web_url": "https://extension.example.com/", "visible_type": "empty"},
         }
     )
-    is_active = ma.fields.Boolean()
-    remote_object_id = ma.fields.Integer(strict=True, allow_none=True, validate=INT64)
-    is_visible = ma.fields.Boolean()
-    is_proxy_available = ma.fields.Boolean()
+    # Explicit examples: Swagger UI would otherwise fill in the int64 maximum (which
+    # JavaScript rounds past it) and a random string generated from a pattern.
+    is_active = ma.fields.Boolean(metadata={"example": True})
+    remote_object_id = ma.fields.Integer(strict=True, allow_none=True, validate=INT64,
+                                         metadata={"example": 1001})
+    is_visible = ma.fields.Boolean(metadata={"example": True})
+    is_proxy_available = ma.fields.Boolean(metadata={"example": False})
     related_application_id = Text(
-        allow_none=True, validate=[validate.Length(max=RELATED_ID_MAX_LENGTH)]
+        allow_none=True, validate=[validate.Length(max=RELATED_ID_MAX_LENGTH)],
+        metadata={"example": "shop-front-1"},
     )
 
     def __init__(self, *args, **kwargs):
@@ -200,10 +204,15 @@ class ApplicationListArgsSchema(ma.Schema):
     related_application_id__iexact = Text(
         metadata={"description": "related_application_id, compared case-insensitively."}
     )
+    # A pattern, not an enum: client generators name enum members after their values,
+    # and "-id" would become VALUE_4.
     sort = ma.fields.String(
         load_default="id",
-        validate=validate.OneOf(SORT_KEYS + tuple(f"-{key}" for key in SORT_KEYS)),
-        metadata={"description": "Sort key, `-` prefix for descending. Default `id`."},
+        validate=validate.Regexp(f"^-?({'|'.join(SORT_KEYS)})$",
+                                 error=f"Must be one of {', '.join(SORT_KEYS)}, "
+                                       "with a - prefix for descending."),
+        metadata={"description": "Sort key, `-` prefix for descending. Default `id`.",
+                  "example": "-created_date"},
     )
 
 

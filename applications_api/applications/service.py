@@ -3,6 +3,7 @@ each write with its history entry."""
 
 from contextlib import contextmanager
 
+from flask import current_app
 from flask_smorest import abort
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import OperationalError
@@ -72,16 +73,25 @@ def _locked(app_id=None):
               headers={"Retry-After": "1"})
 
 
-def _write(app_id, action, change):
+def version_of(row):
+    """What an application's ETag is made of: its row's version, bumped by every write,
+    and the secret keys' setting, which decides what its representation masks."""
+    return [row["id"], row["version"], *current_app.config["SETTINGS"].application_secret_keys]
+
+
+def _write(app_id, action, change, precondition=None):
     """Apply `change` (the stored row -> the fields to set) with its history entry, in
     one transaction that owns the row (PostgreSQL SELECT ... FOR UPDATE; SQLite's write
     lock), so concurrent writers of one row queue in the database and each does its
-    work once. Returns the row as written."""
+    work once; `precondition(row)` may refuse the write first (If-Match). Returns the
+    row as written."""
     with _locked(app_id):
         row = db.session.execute(LOCKED_BY_ID, {"app_id": app_id}).mappings().first() \
             if app_id <= MAX_ID else None
         if row is None:
             _not_found(app_id)
+        if precondition is not None:
+            precondition(row)
         values = {**change(row), "modified_date": utcnow()}
         update = (TABLE.update().where(TABLE.c.id == app_id)
                   .values(**values, version=TABLE.c.version + 1))
@@ -103,7 +113,7 @@ def create_application(data, created_by):
         return history.written(db.session, TABLE.insert().values(**values), "create", changes)
 
 
-def update_application(app_id, data, *, merge_config):
+def update_application(app_id, data, *, merge_config, precondition=None):
     """PUT (merge_config=False: a given config replaces) or PATCH (merge it)."""
 
     def change(row):
@@ -115,8 +125,8 @@ def update_application(app_id, data, *, merge_config):
                 secrets.unmasked(config, row["config"], secrets.patterns()))
         return values
 
-    return _write(app_id, "update" if merge_config else "replace", change)
+    return _write(app_id, "update" if merge_config else "replace", change, precondition)
 
 
-def soft_delete_application(app_id):
-    _write(app_id, "delete", lambda row: {"is_active": False})
+def soft_delete_application(app_id, precondition=None):
+    _write(app_id, "delete", lambda row: {"is_active": False}, precondition)

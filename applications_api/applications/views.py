@@ -30,8 +30,16 @@ def limit_body_size():
     request.max_content_length = current_app.config["MAX_BODY_BYTES"]
 
 
+@blp.after_request
+def no_content_has_no_type(response):
+    if response.status_code in (204, 304):  # (flask-smorest types every answer JSON)
+        response.headers.pop("Content-Type", None)
+    return response
+
+
 @blp.route("/")
 class Applications(MethodView):
+    @blp.etag
     @blp.arguments(ApplicationListArgsSchema(), location="query")
     @blp.response(200, ApplicationSchema(many=True))
     @blp.paginate()
@@ -46,7 +54,9 @@ class Applications(MethodView):
             args, pagination_parameters.page, pagination_parameters.page_size
         )
         pagination_parameters.item_count = reads().scalar(count)
-        return reads().execute(rows).mappings().all()
+        page = reads().execute(rows).mappings().all()
+        blp.set_etag([pagination_parameters.item_count, *map(service.version_of, page)])
+        return page
 
     @blp.arguments(ApplicationCreateSchema())
     @blp.response(201, ApplicationSchema, headers={
@@ -62,12 +72,14 @@ class Applications(MethodView):
 
 @blp.route("/<int:app_id>/")
 class Application(MethodView):
+    @blp.etag
     @blp.response(200, ApplicationSchema)
     @blp.documents_errors(401, 404, 503)
     def get(self, app_id):
         """Retrieve an application (soft-deleted ones too, with is_active false)"""
-        return service.read_or_404(app_id)
+        return _tagged(service.read_or_404(app_id))
 
+    @blp.etag
     @blp.arguments(ApplicationReplaceSchema())
     @blp.response(200, ApplicationSchema)
     @blp.documents_errors(401, 403, 404, 413, 503)
@@ -77,8 +89,10 @@ class Application(MethodView):
         Optional fields left out keep their stored value; a given `config` replaces the
         stored one.
         """
-        return service.update_application(app_id, data, merge_config=False)
+        return _tagged(service.update_application(app_id, data, merge_config=False,
+                                                  precondition=_if_match))
 
+    @blp.etag
     @blp.arguments(ApplicationPatchSchema())
     @blp.response(200, ApplicationSchema)
     @blp.documents_errors(401, 403, 404, 413, 503)
@@ -87,13 +101,26 @@ class Application(MethodView):
 
         `config` is merged into the stored one as an RFC 7396 JSON Merge Patch.
         """
-        return service.update_application(app_id, data, merge_config=True)
+        return _tagged(service.update_application(app_id, data, merge_config=True,
+                                                  precondition=_if_match))
 
+    @blp.etag
     @blp.response(204)
     @blp.documents_errors(401, 403, 404, 503)
     def delete(self, app_id):
         """Soft-delete an application (staff only): sets is_active to false"""
-        service.soft_delete_application(app_id)
+        service.soft_delete_application(app_id, precondition=_if_match)
+
+
+def _tagged(row):
+    """The row, its version set as the response's ETag (a GET matching If-None-Match
+    is a 304)."""
+    blp.set_etag(service.version_of(row))
+    return row
+
+
+def _if_match(row):
+    blp.check_if_match(service.version_of(row))
 
 
 @blp.route("/<int:app_id>/history/")

@@ -3,6 +3,7 @@ import re
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import positive_data_acceptance
 
 SPEC = "/api/v1/openapi.json"
 EXAMPLES_PER_OPERATION = 40
@@ -50,10 +51,11 @@ def test_token_security_scheme(spec):
 
 
 def test_list_parameters_are_documented(spec):
-    names = {p["name"] for p in spec["paths"]["/api/v1/applications/"]["get"]["parameters"]}
+    parameters = spec["paths"]["/api/v1/applications/"]["get"]["parameters"]
+    names = {p.get("name") or p["$ref"].rsplit("/", 1)[1] for p in parameters}
     assert names == {
         "page", "limit", "name", "application_type", "is_active", "name__contains",
-        "name__icontains", "related_application_id__iexact", "sort",
+        "name__icontains", "related_application_id__iexact", "sort", "IF_NONE_MATCH",
     }
     response = spec["paths"]["/api/v1/applications/"]["get"]["responses"]["200"]
     assert {"X-Pagination", "Link"} <= set(response["headers"])
@@ -98,6 +100,9 @@ def test_property_based_run_of_the_openapi_document(app, staff):
             suppress_health_check=list(HealthCheck),
         )
         def check(case):
-            case.call_and_validate(headers=staff)
+            # A generated If-Match names no version the row ever had: 412 is its answer.
+            stale = "If-Match" in (case.headers or {})
+            case.call_and_validate(headers=staff,
+                                   excluded_checks=[positive_data_acceptance] if stale else [])
 
         check()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.app_proxy.backend_verifier import user_at
+from tests.app_proxy.backend_verifier import send_raw, user_at
 from tests.upstream import send
 
 
@@ -278,13 +278,6 @@ def test_a_proxied_request_checks_out_one_database_connection(
     assert len(checkouts) == 1  # the token and application lookups share it
 
 
-def test_a_missing_trailing_slash_is_redirected(proxy, reader, proxied, upstream):
-    response = proxy.client.get(f"/api/v1/app_proxy/{proxied['id']}", headers=reader)
-    assert response.status_code == 308
-    assert response.headers["Location"].endswith(f"/api/v1/app_proxy/{proxied['id']}/")
-    assert upstream.received == []
-
-
 def test_an_invented_method_is_a_json_405(proxy, reader, proxied, upstream):
     response = proxy.client.open(proxy_url(proxied["id"], "x"), method="QAAAA",
                                  headers=reader)
@@ -304,3 +297,20 @@ def test_no_client_identity_or_routing_header_of_the_callers_reaches_the_backend
     received = {name.lower(): value for name, value in upstream.last.headers.items()}
     assert upstream.last.path == "/base/x"  # no X-Original-URL took effect either
     assert [name for name in SPOOFABLE if received.get(name) == "spoofed"] == []
+
+
+def test_the_backend_gets_no_header_the_caller_did_not_send(proxy, reader, proxied, upstream):
+    """Beyond the ones the proxy adds: no HTTP client's User-Agent or Accept-Encoding."""
+    assert send_raw(proxy.url, "GET", proxy_url(proxied["id"], "x"), reader) == 200
+    names = {name.lower() for name, _ in upstream.last.header_list}
+    assert "user-agent" not in names and "accept-encoding" not in names
+    send_raw(proxy.url, "GET", proxy_url(proxied["id"], "x"),
+             {**reader, "User-Agent": "front/1.0", "Accept-Encoding": "gzip"})
+    assert upstream.last.headers["User-Agent"] == "front/1.0"
+    assert upstream.last.headers["Accept-Encoding"] == "gzip"
+
+
+def test_the_base_needs_no_trailing_slash(proxy, reader, proxied, upstream):
+    response = proxy.client.get(f"/api/v1/app_proxy/{proxied['id']}?a=1", headers=reader)
+    assert response.status_code == 200
+    assert upstream.last.path == "/base/?a=1"

@@ -1,0 +1,140 @@
+"""What REST clients and Swagger UI rely on: operation ids, examples that validate,
+conditional requests, paths with or without their trailing slash, bare 204s."""
+
+import pytest
+
+
+@pytest.fixture
+def spec(client):
+    return client.get("/api/v1/openapi.json").json
+
+
+def operations(spec):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters":
+                yield path, method, operation
+
+
+def test_every_operation_has_a_readable_unique_id(spec):
+    ids = [operation["operationId"] for _, _, operation in operations(spec)]
+    assert len(ids) == len(set(ids))
+    assert {"listApplications", "createApplication", "retrieveApplication",
+            "replaceApplication", "updateApplication", "deleteApplication",
+            "listApplicationHistory", "healthcheck", "proxyGet", "proxyPost",
+            "proxyGetBase"} <= set(ids)
+
+
+def test_sort_is_a_pattern_not_an_enum(spec):
+    (sort,) = [parameter for parameter in spec["paths"]["/api/v1/applications/"]["get"]
+               ["parameters"] if parameter.get("name") == "sort"]
+    assert "enum" not in sort["schema"] and "pattern" in sort["schema"]
+
+
+def body_example(spec, schema_name):
+    """The request body Swagger UI pre-fills: each property's example."""
+    properties = spec["components"]["schemas"][schema_name]["properties"]
+    missing = [name for name, prop in properties.items() if "example" not in prop]
+    assert not missing, f"{schema_name}: no example for {missing}"
+    return {name: prop["example"] for name, prop in properties.items()}
+
+
+def test_the_body_examples_are_accepted(client, spec, staff):
+    created = client.post("/api/v1/applications/", headers=staff,
+                          json=body_example(spec, "ApplicationCreate"))
+    assert created.status_code == 201, created.json
+    url = f"/api/v1/applications/{created.json['id']}/"
+    replaced = client.put(url, headers=staff, json=body_example(spec, "ApplicationReplace"))
+    assert replaced.status_code == 200, replaced.json
+    patched = client.patch(url, headers=staff, json=body_example(spec, "ApplicationPatch"))
+    assert patched.status_code == 200, patched.json
+
+
+def test_writes_document_every_status_they_return(spec):
+    put = spec["paths"]["/api/v1/applications/{app_id}/"]["put"]
+    assert {"200", "400", "401", "403", "404", "412", "413", "503"} <= set(put["responses"])
+    assert "428" not in put["responses"]
+    if_match = [p for p in put["parameters"] if p.get("name") == "If-Match"]
+    assert if_match and not if_match[0]["required"]
+
+
+def test_retrieve_carries_an_etag_and_if_none_match_is_a_304(client, create, reader):
+    url = f"/api/v1/applications/{create(name='Tagged')['id']}/"
+    first = client.get(url, headers=reader)
+    etag = first.headers["ETag"]
+    again = client.get(url, headers={**reader, "If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.data == b"" and "Content-Type" not in again.headers
+
+
+def test_a_write_changes_the_etag(client, create, staff, reader):
+    url = f"/api/v1/applications/{create(name='Tagged')['id']}/"
+    before = client.get(url, headers=reader).headers["ETag"]
+    patched = client.patch(url, headers=staff, json={"is_visible": True})
+    assert patched.headers["ETag"] != before
+    assert client.get(url, headers={**reader, "If-None-Match": before}).status_code == 200
+    assert client.get(url, headers=reader).headers["ETag"] == patched.headers["ETag"]
+
+
+def test_the_list_carries_an_etag_that_follows_its_rows(client, create, staff, reader):
+    app = create(name="Listed")
+    etag = client.get("/api/v1/applications/", headers=reader).headers["ETag"]
+    assert client.get("/api/v1/applications/",
+                      headers={**reader, "If-None-Match": etag}).status_code == 304
+    client.patch(f"/api/v1/applications/{app['id']}/", headers=staff, json={"name": "Renamed"})
+    assert client.get("/api/v1/applications/",
+                      headers={**reader, "If-None-Match": etag}).status_code == 200
+
+
+@pytest.mark.parametrize("method, body", [("put", {"name": "New", "application_type": "oms",
+                                                   "is_active": True, "is_visible": False,
+                                                   "is_proxy_available": False}),
+                                          ("patch", {"name": "New"}),
+                                          ("delete", None)])
+def test_if_match_refuses_a_stale_write_and_allows_a_current_one(client, create, staff, method,
+                                                                 body):
+    url = f"/api/v1/applications/{create(name='Old')['id']}/"
+    stale = client.get(url, headers=staff).headers["ETag"]
+    client.patch(url, headers=staff, json={"is_visible": True})
+    current = client.get(url, headers=staff).headers["ETag"]
+    refused = client.open(url, method=method.upper(), json=body,
+                          headers={**staff, "If-Match": stale})
+    assert refused.status_code == 412
+    assert refused.json["code"] == 412
+    assert client.get(url, headers=staff).headers["ETag"] == current  # nothing written
+    history = client.get(url + "history/", headers=staff).json
+    assert len(history) == 2  # the create and the PATCH, not the refused write
+    done = client.open(url, method=method.upper(), json=body,
+                       headers={**staff, "If-Match": current})
+    assert done.status_code in (200, 204)
+
+
+def test_a_write_without_if_match_stays_unconditional(client, create, staff):
+    url = f"/api/v1/applications/{create(name='Free')['id']}/"
+    assert client.patch(url, headers=staff, json={"name": "Still free"}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/v1/applications", "/api/v1/healthcheck"])
+def test_a_path_without_its_trailing_slash_is_answered_directly(client, reader, path):
+    response = client.get(path, headers=reader)
+    assert response.status_code == 200
+    assert response.is_json
+
+
+def test_an_application_without_the_trailing_slash(client, create, reader):
+    app = create(name="Slashless")
+    response = client.get(f"/api/v1/applications/{app['id']}", headers=reader)
+    assert response.status_code == 200 and response.json["name"] == "Slashless"
+
+
+def test_a_doubled_slash_is_a_json_404(client, reader):
+    response = client.get("/api/v1//applications/", headers=reader)
+    assert response.status_code == 404 and response.is_json
+
+
+def test_delete_is_a_bare_204(client, create, staff):
+    response = client.delete(f"/api/v1/applications/{create(name='Gone')['id']}/",
+                             headers=staff)
+    assert response.status_code == 204
+    assert response.data == b""
+    assert "Content-Type" not in response.headers
