@@ -3,9 +3,10 @@ who made it, when, from which request, and a field-level diff (config keys inclu
 secret values never)."""
 
 import logging
+from functools import lru_cache
 
 from flask import g, has_request_context
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import bindparam, func, insert, select
 
 from ..db_types import utcnow
 from .models import Application, ApplicationChange
@@ -63,11 +64,23 @@ def _diff_value(path, key, old, new, secret_keys, changes):
 ONE_STATEMENT = {"postgresql": True, "sqlite": False}
 
 
-def written(session, statement, action, changes):
-    """Run `statement` (an INSERT or UPDATE of one application) and insert its history
-    entry in the same transaction; on PostgreSQL in the same statement. Returns the row
-    as written."""
-    statement = statement.returning(*APPLICATIONS.c)
+ENTRY = ("user_id", "request_id", "action", "changes", "created_date")
+
+
+@lru_cache(maxsize=None)
+def _with_entry(statement):
+    """`statement` and the insert of its entry as one (data-modifying CTEs), built once."""
+    row = statement.cte("written")
+    entry = select(row.c.id, *(bindparam(f"entry_{name}", type_=HISTORY.c[name].type)
+                               for name in ENTRY))
+    logged = HISTORY_INSERT.from_select(["application_id", *ENTRY], entry).cte("logged")
+    return select(row).add_cte(logged)
+
+
+def written(session, statement, parameters, action, changes):
+    """Run `statement` (an INSERT or UPDATE of one application, RETURNING it) with its
+    `parameters`, and insert its history entry in the same transaction; on PostgreSQL
+    in the same statement. Returns the row as written."""
     in_request = has_request_context()
     entry = {
         "user_id": g.user.id if in_request and g.get("user") else None,
@@ -76,17 +89,14 @@ def written(session, statement, action, changes):
         "changes": changes,
         "created_date": utcnow(),
     }
-    if ONE_STATEMENT[session.get_bind().dialect.name]:
-        row_cte = statement.cte("written")
-        logged = HISTORY_INSERT.from_select(
-            ["application_id", *entry],
-            select(row_cte.c.id, *(literal(value, HISTORY.c[name].type)
-                                   for name, value in entry.items())),
-        ).cte("logged")
-        row = session.execute(select(row_cte).add_cte(logged)).mappings().one()
+    connection = session.connection()
+    if ONE_STATEMENT[connection.dialect.name]:
+        row = connection.execute(_with_entry(statement), {
+            **parameters, **{f"entry_{name}": value for name, value in entry.items()}
+        }).mappings().one()
     else:
-        row = session.execute(statement).mappings().one()
-        session.execute(HISTORY_INSERT, {**entry, "application_id": row["id"]})
+        row = connection.execute(statement, parameters).mappings().one()
+        connection.execute(HISTORY_INSERT, {**entry, "application_id": row["id"]})
     for change in changes:
         # (a new application only when it points app_proxy somewhere)
         if change["field"] in SENSITIVE and (action != "create" or change.get("new")):
