@@ -75,8 +75,18 @@ def proxied_method(method, summary):
     )(view)
 
 
+# OpenAPI 3.0 has no allowReserved for path parameters: generated clients that encode
+# "/" (openapi-python-client sends orders%2F7) reach the backend at orders%2F7.
+PROXIED_PATH = {
+    "in": "path", "name": "path", "required": True, "schema": {"type": "string"},
+    "example": "orders/7",
+    "description": "The path under the application's web_url, sent as it is: `/` "
+                   "unencoded (orders/7); percent-encodings reach the backend unchanged.",
+}
+
+
 @blp.route("/<int:app_id>/", defaults={"path": ""})
-@blp.route("/<int:app_id>/<path:path>")
+@blp.route("/<int:app_id>/<path:path>", parameters=[PROXIED_PATH])
 class AppProxy(MethodView):
     get = proxied_method("get", "Forward a GET to the application's backend")
     head = proxied_method("head", "Forward a HEAD to the application's backend")
