@@ -78,8 +78,10 @@ class Api(BaseApi):
         return payload, error.code, headers
 
 
-class PageLimitSchema(ma.Schema):
-    """The list's pagination arguments: `page` and `limit`."""
+class PagedArgsSchema(ma.Schema):
+    """Query arguments of a paginated list: `page` and `limit` beside the list's own, in
+    one schema, so a single 400 names every bad parameter. Subclass it for a list's
+    filters; `paginate` takes `page` and `limit` out before the view sees them."""
 
     class Meta:
         unknown = ma.EXCLUDE
@@ -96,23 +98,18 @@ class PageLimitSchema(ma.Schema):
         metadata={"description": "Items per page, 1 to 1000."},
     )
 
-    @ma.post_load
-    def make_paginator(self, data, **kwargs):
-        return PaginationParameters(**data)
-
-
-PAGE_LIMIT = PageLimitSchema()  # one instance: webargs would build one per request
-
 
 class Blueprint(BaseBlueprint):
     ARGUMENTS_PARSER = Parser()
     PAGINATION_ARGUMENTS_PARSER = Parser()
 
     def paginate(self, pager=None, **kwargs):
-        """Pagination in the view, with `page`/`limit` arguments.
+        """Pagination in the view, with `page`/`limit` arguments, which the view's query
+        arguments (a PagedArgsSchema) carry and document.
 
-        flask-smorest hard-wires `page_size`; this keeps its metadata header and
-        documentation and only swaps the arguments schema (flask-smorest issue #327).
+        flask-smorest hard-wires `page_size` and parses it apart from the view's other
+        arguments; this keeps its metadata header and documentation (flask-smorest
+        issue #327).
         """
         if pager is not None or kwargs:
             raise TypeError("this API paginates in the view with page/limit only")
@@ -120,9 +117,9 @@ class Blueprint(BaseBlueprint):
         def decorator(func):
             @wraps(func)
             def wrapper(*args, **kw):
-                page_params = self.PAGINATION_ARGUMENTS_PARSER.parse(
-                    PAGE_LIMIT, request, location="query"
-                )
+                (query_args,) = (arg for arg in args if isinstance(arg, dict))
+                page_params = PaginationParameters(query_args.pop("page"),
+                                                   query_args.pop("page_size"))
                 kw["pagination_parameters"] = page_params
                 result, status, headers = unpack_tuple_response(
                     current_app.ensure_sync(func)(*args, **kw)
@@ -133,13 +130,18 @@ class Blueprint(BaseBlueprint):
                 return result, status, headers
 
             wrapper._apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))
-            wrapper._apidoc["pagination"] = {
-                "parameters": {"in": "query", "schema": PageLimitSchema},
-                "response": {400: http.HTTPStatus(400).name},
-            }
+            wrapper._apidoc["pagination"] = {"response": {400: http.HTTPStatus(400).name}}
             return wrapper
 
         return decorator
+
+    def _prepare_pagination_doc(self, doc, doc_info, *, spec, **kwargs):
+        # (flask-smorest's, less the parameters: the view's PagedArgsSchema has them)
+        if doc_info.get("pagination"):
+            doc.setdefault("responses", {}).update(doc_info["pagination"]["response"])
+            for status in doc_info.get("success_status_codes", []):
+                self._document_pagination_metadata(spec, doc["responses"][status])
+        return doc
 
     # Conditional requests (flask-smorest's ETag): If-None-Match gives 304 on reads, and
     # a write sent with If-Match is refused with 412 when the row has changed (checked

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import marshmallow as ma
 from marshmallow import validate
 
+from ..extensions import PagedArgsSchema
 from .models import APPLICATION_TYPES, NAME_MAX_LENGTH, RELATED_ID_MAX_LENGTH
 from .secrets import MASK, masked, patterns
 
@@ -184,11 +185,8 @@ class ApplicationSchema(ma.Schema):
     modified_date = ma.fields.DateTime(required=True)
 
 
-class ApplicationListArgsSchema(ma.Schema):
-    """Filters and sort of the list; `page` and `limit` are the pagination's."""
-
-    class Meta:
-        unknown = ma.EXCLUDE  # unknown query parameters are ignored
+class ApplicationListArgsSchema(PagedArgsSchema):
+    """Filters, sort and pagination of the list; unknown parameters are ignored."""
 
     name = Text(metadata={"description": "Exact name."})
     application_type = ma.fields.String(
@@ -240,9 +238,7 @@ class ApplicationChangeSchema(ma.Schema):
     changes = ma.fields.List(ma.fields.Nested(ChangeSchema), required=True)
 
 
-class HistoryArgsSchema(ma.Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
+class HistoryArgsSchema(PagedArgsSchema):
 
     since = ma.fields.AwareDateTime(default_timezone=None, metadata={
         "description": "Only entries at or after this time (ISO 8601 with a zone).",

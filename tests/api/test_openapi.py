@@ -3,6 +3,7 @@ import re
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from openapi_spec_validator import validate
 from schemathesis.checks import positive_data_acceptance
 
 SPEC = "/api/v1/openapi.json"
@@ -106,3 +107,7 @@ def test_property_based_run_of_the_openapi_document(app, staff):
                                    excluded_checks=[positive_data_acceptance] if stale else [])
 
         check()
+
+
+def test_the_served_document_is_valid_openapi(spec):
+    validate(spec)  # openapi-spec-validator: raises on any violation of the 3.0 schema

@@ -138,3 +138,19 @@ def test_delete_is_a_bare_204(client, create, staff):
     assert response.status_code == 204
     assert response.data == b""
     assert "Content-Type" not in response.headers
+
+
+@pytest.mark.parametrize("path", ["/api/v1/applications/", "/api/v1/applications/1/history/"])
+def test_every_bad_query_parameter_is_named_in_one_400(client, staff, create, path):
+    create(name="Listed")
+    response = client.get(f"{path}?limit=0&sort=bogus&page=0&user=x", headers=staff)
+    assert response.status_code == 400
+    named = set(response.json["errors"]["query"])
+    assert {"limit", "page"} <= named
+    assert named & {"sort", "user"}  # (each list's own parameter)
+
+
+def test_page_and_limit_are_documented_once(spec):
+    for path in ("/api/v1/applications/", "/api/v1/applications/{app_id}/history/"):
+        names = [p.get("name") for p in spec["paths"][path]["get"]["parameters"]]
+        assert names.count("page") == 1 and names.count("limit") == 1
