@@ -79,7 +79,7 @@ def _flask_config(settings):
         "MAX_BODY_BYTES": settings.max_body_bytes,
         "API_TITLE": "Applications",
         "API_VERSION": "1",
-        "OPENAPI_VERSION": "3.0.3",  # Swagger UI 4 (swagger-ui-bundle) reads 3.0
+        "OPENAPI_VERSION": "3.1.0",  # (apispec writes nullable fields as 3.1 type lists)
         "OPENAPI_URL_PREFIX": "/api/v1",
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": "/docs/",

@@ -1,18 +1,28 @@
-"""The API's documentation: Swagger UI's assets, served by this app so the docs work
-without internet, and the operation ids client generators name their functions after."""
+"""The API's documentation: Swagger UI 5's assets (from the swagger-ui-py package),
+served by this app so the docs work without internet, its favicon, and the operation
+ids client generators name their functions after."""
 
+from pathlib import Path
+
+import swagger_ui
 from apispec import BasePlugin
 from flask import Blueprint, send_from_directory
-from swagger_ui_bundle import swagger_ui_path
 
 SWAGGER_UI_ASSETS_URL = "/api/v1/docs/assets/"
+SWAGGER_UI_DIR = Path(swagger_ui.__file__).parent / "static"
 
 assets = Blueprint("swagger_ui_assets", __name__)
 
 
 @assets.route(f"{SWAGGER_UI_ASSETS_URL}<path:filename>")
 def swagger_ui_asset(filename):
-    return send_from_directory(swagger_ui_path, filename, max_age=86400)
+    return send_from_directory(SWAGGER_UI_DIR, filename, max_age=86400)
+
+
+@assets.route("/favicon.ico")
+def favicon():
+    return send_from_directory(SWAGGER_UI_DIR, "favicon-32x32.png", max_age=86400,
+                               mimetype="image/png")
 
 
 OPERATION_IDS = {

@@ -1,6 +1,7 @@
 """Swagger UI, opened through nginx in headless Chromium, lists the operations."""
 
 import shutil
+from pathlib import Path
 import subprocess
 import tempfile
 
@@ -25,3 +26,64 @@ def test_swagger_ui_lists_the_operations(stack):
                     "Soft-delete an application", "Forward a GET to the application"):
         assert summary in dom, summary
     assert "/api/v1/applications/{app_id}/" in dom
+
+
+CHROMEDRIVER = shutil.which("chromedriver")
+# (operationId, the status "Execute" with the pre-filled values answers), in this order:
+# the create makes sure application 1, every example's app_id, exists.
+TRIED = [("createApplication", 201), ("listApplications", 200),
+         ("retrieveApplication", 200), ("replaceApplication", 200),
+         ("updateApplication", 200), ("deleteApplication", 204)]
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--window-size=1400,2400", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+ARTEFACTS = Path(__file__).resolve().parent.parent / "e2e-artefacts"  # (git-ignored)
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                    reason="Chromium or chromedriver is missing: apt-get install chromium "
+                           "chromium-driver (scripts/e2e.sh installs them)")
+def test_try_it_out_with_the_prefilled_values(stack, staff, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        wait = WebDriverWait(browser, 20)
+        browser.get(f"{stack.url}/api/v1/docs/")
+        wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, "button.authorize"))).click()
+        key = wait.until(ready.visibility_of_element_located(
+            (By.CSS_SELECTOR, ".modal-ux input[type=text]")))
+        key.send_keys(staff["Authorization"])
+        browser.find_element(By.CSS_SELECTOR, ".modal-ux button.authorize").click()
+        browser.find_element(By.CSS_SELECTOR, ".modal-ux button.btn-done").click()
+
+        for operation_id, status in TRIED:
+            block = browser.find_element(By.CSS_SELECTOR, f"[id$='-{operation_id}']")
+            browser.execute_script("arguments[0].scrollIntoView()", block)
+            block.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
+            wait.until(lambda _: block.find_elements(By.CSS_SELECTOR, "button.try-out__btn"))
+            block.find_element(By.CSS_SELECTOR, "button.try-out__btn").click()
+            wait.until(lambda _: block.find_elements(By.CSS_SELECTOR, "button.execute"))
+            block.find_element(By.CSS_SELECTOR, "button.execute").click()
+            answered = wait.until(lambda _: block.find_elements(
+                By.CSS_SELECTOR, ".live-responses-table tr.response .response-col_status"))
+            assert answered[0].text.strip() == str(status), (operation_id, block.text[-2000:])
+    except BaseException:  # keep what the page showed
+        ARTEFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTEFACTS / "try_it_out.png"))
+        raise

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# End-to-end: installs nginx and Chromium (Debian packages) when missing, starts
-# PostgreSQL when down, and runs e2e/ against gunicorn behind nginx on a fresh database.
+# End-to-end: installs nginx, Chromium and chromedriver (Debian packages) when missing,
+# starts PostgreSQL when down, and runs e2e/ against gunicorn behind nginx on a fresh
+# database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh requirements-dev.txt
 
 scripts/ensure-package.sh nginx nginx-light
-# Without Chromium only the Swagger UI test is skipped (it says why), so a failed
+# Without Chromium only the Swagger UI tests are skipped (they say why), so a failed
 # install is a warning, not the end of the run.
 scripts/ensure-package.sh chromium chromium || echo "warning: Chromium did not install"
+scripts/ensure-package.sh chromedriver chromium-driver \
+    || echo "warning: chromedriver did not install"
 
 started_postgresql=""
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then

@@ -26,6 +26,19 @@ NOT_BLANK = validate.Regexp(
 )
 
 
+class WholeNumber(ma.fields.Integer):
+    """An integer as JSON Schema (OpenAPI 3.1) counts one: 7, or 7.0 (JSON has one
+    number type); never "7", 7.5 or true."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return super()._validated(value)
+
+
 class Text(ma.fields.String):
     """A string a text column can store: no NUL characters."""
 
@@ -104,8 +117,7 @@ class ApplicationFieldsSchema(ma.Schema):
     # Explicit examples: Swagger UI would otherwise fill in the int64 maximum (which
     # JavaScript rounds past it) and a random string generated from a pattern.
     is_active = ma.fields.Boolean(metadata={"example": True})
-    remote_object_id = ma.fields.Integer(strict=True, allow_none=True, validate=INT64,
-                                         metadata={"example": 1001})
+    remote_object_id = WholeNumber(allow_none=True, validate=INT64, metadata={"example": 1001})
     is_visible = ma.fields.Boolean(metadata={"example": True})
     is_proxy_available = ma.fields.Boolean(metadata={"example": False})
     related_application_id = Text(

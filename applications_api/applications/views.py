@@ -70,7 +70,12 @@ class Applications(MethodView):
         return application, {"Location": location}
 
 
-@blp.route("/<int:app_id>/")
+# An example, so Swagger UI's "Try it out" is filled in: the first application.
+APP_ID = {"in": "path", "name": "app_id", "required": True, "example": 1,
+          "schema": {"type": "integer", "minimum": 1, "maximum": service.MAX_ID}}
+
+
+@blp.route("/<int:app_id>/", parameters=[APP_ID])
 class Application(MethodView):
     @blp.etag
     @blp.response(200, ApplicationSchema)
@@ -123,7 +128,7 @@ def _if_match(row):
     blp.check_if_match(service.version_of(row))
 
 
-@blp.route("/<int:app_id>/history/")
+@blp.route("/<int:app_id>/history/", parameters=[APP_ID])
 class ApplicationHistory(MethodView):
     @blp.arguments(HistoryArgsSchema(), location="query")
     @blp.response(200, ApplicationChangeSchema(many=True))

@@ -18,7 +18,7 @@ def spec(client):
 
 
 def test_spec_documents_every_operation(spec):
-    assert spec["openapi"] == "3.0.3"
+    assert spec["openapi"] == "3.1.0"
     operations = {
         (path, method) for path, item in spec["paths"].items() for method in item
         if method in ("get", "post", "put", "patch", "delete")
@@ -111,3 +111,10 @@ def test_property_based_run_of_the_openapi_document(app, staff):
 
 def test_the_served_document_is_valid_openapi(spec):
     validate(spec)  # openapi-spec-validator: raises on any violation of the 3.0 schema
+
+
+def test_swagger_ui_5_and_a_favicon(client):
+    bundle = client.get("/api/v1/docs/assets/swagger-ui-bundle.js").get_data(as_text=True)
+    assert re.search(r'"5\.\d+\.\d+"', bundle)
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.mimetype == "image/png"

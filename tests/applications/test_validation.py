@@ -161,3 +161,17 @@ def test_what_no_database_can_store_is_400_before_any_write(
 def test_a_surrogate_pair_is_a_character_like_any_other(create):
     assert create(name="smile \ud83d\ude00".encode("utf-16", "surrogatepass")
                   .decode("utf-16"))["name"] == "smile 😀"
+
+
+@pytest.mark.parametrize("value, stored", [(7, 7), (7.0, 7), (-396.0, -396)])
+def test_remote_object_id_takes_whole_numbers_as_json_schema_counts_them(create, value,
+                                                                         stored):
+    assert create(name="Whole", remote_object_id=value)["remote_object_id"] == stored
+
+
+@pytest.mark.parametrize("value", [7.5, "7", True])
+def test_remote_object_id_refuses_what_is_not_a_whole_number(client, staff, value):
+    response = client.post("/api/v1/applications/", headers=staff, json={
+        "name": "Whole", "application_type": "oms", "remote_object_id": value})
+    assert response.status_code == 400
+    assert "remote_object_id" in response.json["errors"]["json"]
