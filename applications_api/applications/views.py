@@ -62,7 +62,7 @@ class Applications(MethodView):
     @blp.response(201, ApplicationSchema, headers={
         "Location": {"description": "URL of the new application", "schema": {"type": "string"}}
     })
-    @blp.documents_errors(401, 403, 413, 503)
+    @blp.documents_errors(401, 403, 413, 415, 503)
     def post(self, data):
         """Create an application (staff only)"""
         application = service.create_application(data, created_by=g.user.id)
@@ -87,7 +87,7 @@ class Application(MethodView):
     @blp.etag
     @blp.arguments(ApplicationReplaceSchema())
     @blp.response(200, ApplicationSchema)
-    @blp.documents_errors(401, 403, 404, 413, 503)
+    @blp.documents_errors(401, 403, 404, 413, 415, 503)
     def put(self, data, app_id):
         """Replace an application (staff only)
 
@@ -100,7 +100,7 @@ class Application(MethodView):
     @blp.etag
     @blp.arguments(ApplicationPatchSchema())
     @blp.response(200, ApplicationSchema)
-    @blp.documents_errors(401, 403, 404, 413, 503)
+    @blp.documents_errors(401, 403, 404, 413, 415, 503)
     def patch(self, data, app_id):
         """Update some fields of an application (staff only)
 

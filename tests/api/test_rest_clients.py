@@ -52,7 +52,8 @@ def test_the_body_examples_are_accepted(client, spec, staff):
 
 def test_writes_document_every_status_they_return(spec):
     put = spec["paths"]["/api/v1/applications/{app_id}/"]["put"]
-    assert {"200", "400", "401", "403", "404", "412", "413", "503"} <= set(put["responses"])
+    assert {"200", "400", "401", "403", "404", "412", "413", "415", "503"} <= set(
+        put["responses"])
     assert "428" not in put["responses"]
     if_match = [p for p in put["parameters"] if p.get("name") == "If-Match"]
     assert if_match and not if_match[0]["required"]
