@@ -200,11 +200,12 @@ class Report:
     """Collects the figures; prints them against the ceiling at the end.
 
     The ceiling is measured first and last, and the higher run is the baseline: a noisy
-    neighbour slowing one ceiling run must not flatter the API's shares.
+    neighbour slowing one ceiling run must not flatter the API's shares. A scenario the
+    floor (bench/floor.py) also ran shows the API's req/s as a share of the floor's.
     """
 
     def __init__(self):
-        self.rows, self.lines, self.ceilings = [], [], []
+        self.rows, self.lines, self.ceilings, self.floors = [], [], [], {}
 
     def add(self, name, result):
         self.rows.append((name, result))
@@ -213,6 +214,10 @@ class Report:
     def note(self, line):
         self.lines.append(line)
         print(f"  {line}", flush=True)
+
+    def floor(self, name, result):
+        self.floors[name] = result
+        print(f"  {name}, floor: {result['rps']:.0f} req/s", flush=True)
 
     def ceiling(self, result):
         self.ceilings.append(result)
@@ -227,6 +232,12 @@ class Report:
             split = "/".join(str(n) for n in result["split"]) if any(result["split"]) else "-"
             print(f"{name:<30} {result['rps']:>9.0f} {share:>8.1f}% {result['p50']:>9.2f} "
                   f"{result['p99']:>9.2f} {result['errors']:>7}  {split}")
+        if self.floors:
+            print(f"\n{'scenario':<30} {'floor req/s':>11} {'floor p99':>9} {'API/floor':>9}")
+            api = dict(self.rows)
+            for name, floor in self.floors.items():
+                print(f"{name:<30} {floor['rps']:>11.0f} {floor['p99']:>9.2f} "
+                      f"{100 * api[name]['rps'] / floor['rps']:>8.0f}%")
         print(f"(ceiling baseline: {baseline:.0f} req/s, the higher of "
               f"{len(self.ceilings)} runs)")
         for line in self.lines:
@@ -328,19 +339,24 @@ def proxy_scenarios(args, env, api, report):
         static.stop()
 
 
-def api_scenarios(args, env, api, database_url, report):
+def api_scenarios(args, env, api, floor, database_url, report):
     seed(database_url, 1000)
     small = wrk(api, FILTERED, args, env)
     small_broad = wrk(api, BROAD, args, env)
     report.add("filtered list, 1,000 rows", small)
     report.add("broad filter, 1,000 rows", small_broad)
     seed(database_url, 2000)
-    report.add("retrieve", wrk(api, "", args, env, "retrieve.lua"))
-    report.add("list limit=50", wrk(api, "/api/v1/applications/?limit=50", args, env))
-    report.add("filtered list", wrk(api, FILTERED, args, env))
-    report.add("patch", wrk(api, "", args, env, "patch.lua"))
-    report.add("patch, one hot row", wrk(api, "", args, env, "patch_hot.lua"))
-    report.add("create", wrk(api, "", args, env, "create.lua"))
+    for name, path, script in [
+        ("retrieve", "", "retrieve.lua"),
+        ("list limit=50", "/api/v1/applications/?limit=50", None),
+        ("filtered list", FILTERED, None),
+        ("patch", "", "patch.lua"),
+        ("patch, one hot row", "", "patch_hot.lua"),
+        ("create", "", "create.lua"),
+    ]:
+        # the API, then the floor doing the same database work (bench/floor.py)
+        report.add(name, wrk(api, path, args, env, script))
+        report.floor(name, wrk(floor, path, args, env, script))
     seed(database_url, args.large)
     large = wrk(api, FILTERED, args, env)
     report.add(f"filtered list, {args.large:,} rows", large)
@@ -369,18 +385,20 @@ def main():
 
     api = Server("wsgi:app", 8101, env)
     ceiling = Server("bench.ceiling:app", 8102, env)
+    floor = Server("bench.floor:app", 8103, env)
     report = Report()
     try:
         report.ceiling(wrk(ceiling, "/", args, env))
         if args.only != "api":
             proxy_scenarios(args, env, api, report)
         if args.only != "proxy":
-            api_scenarios(args, env, api, database_url, report)
+            api_scenarios(args, env, api, floor, database_url, report)
         report.ceiling(wrk(ceiling, "/", args, env))
         report.print()
     finally:
         api.stop()
         ceiling.stop()
+        floor.stop()
 
 
 if __name__ == "__main__":
