@@ -1,7 +1,6 @@
 """Request bodies, the response body and the list's query arguments."""
 
 import math
-from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import marshmallow as ma
@@ -171,15 +170,35 @@ class MaskedConfig(ma.fields.Dict):
 
 
 class ApplicationSchema(ma.Schema):
-    """An application as the API returns it."""
+    """An application as the API returns it.
 
-    def get_attribute(self, obj, attr, default):
-        # Reads dump rows (mappings), writes dump ORM objects. Reading the value
-        # directly skips marshmallow's generic lookup, which profiling showed as a
-        # third of a 50-item page's dump.
-        if isinstance(obj, Mapping):
-            return obj.get(attr, default)
-        return getattr(obj, attr, default)
+    Dumped from database rows (mappings) whose values already have the fields' types, so
+    each field is one conversion: marshmallow's per-field machinery (accessor, missing
+    checks, serialize) was two thirds of a 50-item page's dump. What each field type
+    does is in CONVERSIONS; a field of any other type fails at the first dump.
+    """
+
+    CONVERSIONS = {
+        ma.fields.Integer: None, ma.fields.String: None, ma.fields.Boolean: None,
+        ma.fields.DateTime: lambda value, secret_keys: value.isoformat(),
+        MaskedConfig: masked,
+    }
+
+    def _serialize(self, obj, *, many=False):
+        conversions = self._conversions()
+        secret_keys = patterns()
+        rows = obj if many else [obj]
+        dumped = [{name: (value if convert is None or value is None
+                          else convert(value, secret_keys))
+                   for name, convert in conversions for value in (row[name],)}
+                  for row in rows]
+        return dumped if many else dumped[0]
+
+    def _conversions(self):
+        if not hasattr(self, "_converters"):
+            self._converters = [(name, self.CONVERSIONS[type(field)])
+                                for name, field in self.dump_fields.items()]
+        return self._converters
 
     id = ma.fields.Integer(required=True)
     name = ma.fields.String(required=True)
