@@ -59,7 +59,7 @@ def answer(start_response, status, body, headers=()):
     return [data]
 
 
-def merge(target, patch):
+def merge(target, patch):  # (RFC 7396, as service.merge_patch: the floor imports nothing)
     if not isinstance(patch, dict):
         return patch
     merged = dict(target) if isinstance(target, dict) else {}

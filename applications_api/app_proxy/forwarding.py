@@ -92,9 +92,9 @@ _NOT_IN_QUERY = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?
 
 
 def _percent_encoded(match):
-    text = match.group()
-    raw = text.encode("latin-1") if max(text) < "\u0100" else text.encode("utf-8")
-    return "".join(f"%{byte:02X}" for byte in raw)
+    char = match.group()  # one character: a byte, when it came from the request line
+    return "".join(f"%{byte:02X}" for byte in char.encode(
+        "latin-1" if ord(char) < 256 else "utf-8"))
 
 
 def as_uri(text, not_allowed=_NOT_IN_PATH):
