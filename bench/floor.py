@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import psycopg
@@ -46,7 +46,7 @@ def connection():
 
 
 def as_json(row):
-    item = dict(zip(NAMES, row))
+    item = dict(zip(NAMES, row, strict=True))
     for name in ("created_date", "modified_date"):
         item[name] = item[name].isoformat()
     return item
@@ -79,7 +79,7 @@ def app(environ, start_response):
         return answer(start_response, "401 Unauthorized", {"code": 401})
     method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
     parts = path.strip("/").split("/")  # api, v1, applications[, id]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if len(parts) == 3 and method == "GET":
         return list_page(db, start_response, parse_qs(environ.get("QUERY_STRING", "")))
     if len(parts) == 3 and method == "POST":

@@ -1,9 +1,10 @@
-"""Swagger UI, opened through nginx in headless Chromium, lists the operations."""
+"""Swagger UI through nginx in headless Chromium: the operations listed, and Try it out
+on six of them with the pre-filled values."""
 
 import shutil
-from pathlib import Path
 import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -76,11 +77,13 @@ def test_try_it_out_with_the_prefilled_values(stack, staff, browser):
             block = browser.find_element(By.CSS_SELECTOR, f"[id$='-{operation_id}']")
             browser.execute_script("arguments[0].scrollIntoView()", block)
             block.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
-            wait.until(lambda _: block.find_elements(By.CSS_SELECTOR, "button.try-out__btn"))
+            wait.until(lambda _, block=block: block.find_elements(
+                By.CSS_SELECTOR, "button.try-out__btn"))
             block.find_element(By.CSS_SELECTOR, "button.try-out__btn").click()
-            wait.until(lambda _: block.find_elements(By.CSS_SELECTOR, "button.execute"))
+            wait.until(lambda _, block=block: block.find_elements(
+                By.CSS_SELECTOR, "button.execute"))
             block.find_element(By.CSS_SELECTOR, "button.execute").click()
-            answered = wait.until(lambda _: block.find_elements(
+            answered = wait.until(lambda _, block=block: block.find_elements(
                 By.CSS_SELECTOR, ".live-responses-table tr.response .response-col_status"))
             assert answered[0].text.strip() == str(status), (operation_id, block.text[-2000:])
     except BaseException:  # keep what the page showed

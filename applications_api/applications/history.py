@@ -3,7 +3,7 @@ who made it, when, from which request, and a field-level diff (config keys inclu
 secret values never)."""
 
 import logging
-from functools import lru_cache
+from functools import cache
 
 from flask import g, has_request_context
 from sqlalchemy import bindparam, func, insert, select
@@ -67,7 +67,7 @@ ONE_STATEMENT = {"postgresql": True, "sqlite": False}
 ENTRY = ("user_id", "request_id", "action", "changes", "created_date")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _with_entry(statement):
     """`statement` and the insert of its entry as one (data-modifying CTEs), built once."""
     row = statement.cte("written")
