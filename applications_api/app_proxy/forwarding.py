@@ -69,9 +69,9 @@ def raw_target(app_id):
     """
     prefix = f"{proxy_prefix(app_id)}/"
     raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
-    if not raw:  # a server that keeps no raw target: the decoded path, encoded again
+    if not raw:  # a server that keeps no raw target: the decoded one, encoded again
         query = request.query_string.decode("latin-1")
-        return quote(request.path[len(prefix):], safe="/;=,:@!$&'()*+~"), query or None
+        raw = quote(request.path, safe="/;=,:@!$&'()*+~") + (f"?{query}" if query else "")
     if "://" in raw:  # absolute-form request target
         parts = urlsplit(raw)
         raw = parts.path + (f"?{parts.query}" if "?" in raw else "")

@@ -198,3 +198,18 @@ def test_the_operator_prints_an_applications_key(runner, app):
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == signing.application_key(SIGNING_KEY, 42).hex()
     assert runner.invoke(args=["app-proxy-key", "0"]).exit_code != 0
+
+
+def test_a_server_that_keeps_no_raw_target_is_read_the_same_way(
+    client, reader, proxied, upstream
+):
+    """Without RAW_URI or REQUEST_URI the decoded target is encoded again and checked
+    like a raw one: the same 404 for `01`, the same path forwarded."""
+    no_raw = {"RAW_URI": "", "REQUEST_URI": ""}
+    url = f"/api/v1/app_proxy/{proxied['id']}/orders/7?a=1"
+    assert client.get(url, headers=reader, environ_overrides=no_raw).status_code == 200
+    assert upstream.last.path == "/base/orders/7?a=1"
+    assert user_at(upstream.last, proxied["id"], body=b"") is not None
+    zeroed = f"/api/v1/app_proxy/0{proxied['id']}/orders/7"
+    assert client.get(zeroed, headers=reader, environ_overrides=no_raw).status_code == 404
+    assert len(upstream.received) == 1
