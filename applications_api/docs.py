@@ -8,6 +8,8 @@ import swagger_ui
 from apispec import BasePlugin
 from flask import Blueprint, send_from_directory
 
+from .app_proxy.forwarding import URL_PREFIX
+
 SWAGGER_UI_ASSETS_URL = "/api/v1/docs/assets/"
 SWAGGER_UI_DIR = Path(swagger_ui.__file__).parent / "static"
 
@@ -43,7 +45,7 @@ class OperationIds(BasePlugin):
 
     def operation_helper(self, path=None, operations=None, **kwargs):
         for method, operation in operations.items():
-            if path.startswith("/api/v1/app_proxy/"):
+            if path.startswith(f"{URL_PREFIX}/"):
                 base = "" if path.endswith("{path}") else "Base"
                 operation["operationId"] = f"proxy{method.capitalize()}{base}"
             else:
