@@ -155,3 +155,10 @@ def test_page_and_limit_are_documented_once(spec):
     for path in ("/api/v1/applications/", "/api/v1/applications/{app_id}/history/"):
         names = [p.get("name") for p in spec["paths"][path]["get"]["parameters"]]
         assert names.count("page") == 1 and names.count("limit") == 1
+
+
+def test_head_carries_the_etag_get_does(client, create, reader):
+    url = f"/api/v1/applications/{create(name='Headed')['id']}/"
+    head = client.head(url, headers=reader)
+    assert head.status_code == 200 and head.data == b""
+    assert head.headers["ETag"] == client.get(url, headers=reader).headers["ETag"]

@@ -171,3 +171,11 @@ def test_list_runs_a_fixed_number_of_statements(create, client, reader, count_st
     assert len(response.json) == min(limit, 60)
     # token lookup, count, page
     assert len(counter.statements) == 3, counter.statements
+
+
+def test_pagination_names_only_pages_that_exist(create, client, reader):
+    create()
+    past = client.get(URL, query_string={"page": 50}, headers=reader)
+    assert "page" not in json.loads(past.headers["X-Pagination"])
+    empty = client.get(URL, query_string={"name": "nobody"}, headers=reader)
+    assert "Link" not in empty.headers
