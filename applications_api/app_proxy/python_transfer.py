@@ -216,7 +216,7 @@ class PythonTransfer:
         sent_target = _SENT_TARGET.set(target.uri)
         try:
             for attempt in (1, 2):
-                if body is not None:
+                if read is None and body is not None:  # streams: the watchdog times it
                     transfer.moving_body()
                 try:
                     upstream = self.session.request(
