@@ -101,7 +101,6 @@ class PagedArgsSchema(ma.Schema):
 
 class Blueprint(BaseBlueprint):
     ARGUMENTS_PARSER = Parser()
-    PAGINATION_ARGUMENTS_PARSER = Parser()
 
     def paginate(self, pager=None, **kwargs):
         """Pagination in the view, with `page`/`limit` arguments, which the view's query
