@@ -42,8 +42,7 @@ def create_app(env=None):
     if settings.trusted_proxies:
         # X-Forwarded-* are believed only as far as the proxies we run set them.
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n,
-                                x_prefix=n)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
     changes = ChangeFeed(settings.database_url, settings.database_connect_timeout)
     app.extensions["token_cache"] = FreshCache(changes, "auth", settings.auth_cache_seconds)
     app.extensions["app_proxy_targets"] = FreshCache(

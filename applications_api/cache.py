@@ -69,9 +69,11 @@ class ChangeFeed:
             self.listening = False
             self.changed()
             if self.dialect == "sqlite":
-                self.probe = sqlite3.connect(self.url.database or ":memory:",
-                                             check_same_thread=False,
-                                             timeout=self.connect_timeout)
+                self.probe = sqlite3.connect(
+                    self.url.database or ":memory:",
+                    check_same_thread=False,
+                    timeout=self.connect_timeout,
+                )
                 self.data_version = None
             else:
                 threading.Thread(target=self._listen, name="change-feed", daemon=True).start()
@@ -88,9 +90,14 @@ class ChangeFeed:
         while True:
             try:
                 with psycopg.connect(
-                    conninfo, autocommit=True, connect_timeout=max(1, round(self.connect_timeout)),
+                    conninfo,
+                    autocommit=True,
+                    connect_timeout=max(1, round(self.connect_timeout)),
                     application_name="applications_api change feed",
-                    keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=2,
+                    keepalives=1,
+                    keepalives_idle=5,
+                    keepalives_interval=2,
+                    keepalives_count=2,
                 ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.changed()  # whatever happened while nobody listened
@@ -100,8 +107,9 @@ class ChangeFeed:
                         self.changed(*[t for t in notice.payload.split(",") if t in TOPICS])
             except psycopg.Error as error:
                 if self.listening:
-                    log.warning("change feed: lost its connection, caches off until back: %s",
-                                error)
+                    log.warning(
+                        "change feed: lost its connection, caches off until back: %s", error
+                    )
             self.listening = False
             time.sleep(RECONNECT_PAUSE)
 
@@ -122,8 +130,12 @@ class FreshCache:
             return None
         generation = self.feed.generation(self.topic)
         entry = self.entries.get(key)
-        if entry and generation is not None and entry[1] == generation \
-                and entry[2] > time.monotonic():
+        if (
+            entry
+            and generation is not None
+            and entry[1] == generation
+            and entry[2] > time.monotonic()
+        ):
             return entry[0]
         return None
 

@@ -23,8 +23,9 @@ def swagger_ui_asset(filename):
 
 @assets.route("/favicon.ico")
 def favicon():
-    return send_from_directory(SWAGGER_UI_DIR, "favicon-32x32.png", max_age=86400,
-                               mimetype="image/png")
+    return send_from_directory(
+        SWAGGER_UI_DIR, "favicon-32x32.png", max_age=86400, mimetype="image/png"
+    )
 
 
 OPERATION_IDS = {

@@ -49,11 +49,17 @@ class Parser(FlaskParser):
         except RecursionError:
             abort(400, errors={"json": ["Invalid JSON body: nested too deeply."]})
         except UnicodeEncodeError:
-            abort(400, errors={"json": ["Invalid JSON body: strings must be valid Unicode "
-                                        "(a lone surrogate, \\ud800 to \\udfff, is not)."]})
+            abort(
+                400,
+                errors={
+                    "json": [
+                        "Invalid JSON body: strings must be valid Unicode "
+                        "(a lone surrogate, \\ud800 to \\udfff, is not)."
+                    ]
+                },
+            )
         except ValueError:  # the one ValueError left: an integer past 4,300 digits
-            abort(400, errors={"json": ["Invalid JSON body: a number has more than 4,300 "
-                                        "digits."]})
+            abort(400, errors={"json": ["Invalid JSON body: a number has more than 4,300 digits."]})
         return data
 
 
@@ -117,15 +123,14 @@ class Blueprint(BaseBlueprint):
             @wraps(func)
             def wrapper(*args, **kw):
                 (query_args,) = (arg for arg in args if isinstance(arg, dict))
-                page_params = PaginationParameters(query_args.pop("page"),
-                                                   query_args.pop("page_size"))
+                page_params = PaginationParameters(
+                    query_args.pop("page"), query_args.pop("page_size")
+                )
                 kw["pagination_parameters"] = page_params
                 result, status, headers = unpack_tuple_response(
                     current_app.ensure_sync(func)(*args, **kw)
                 )
-                result, headers = self._set_pagination_metadata(
-                    page_params, result, headers
-                )
+                result, headers = self._set_pagination_metadata(page_params, result, headers)
                 return result, status, headers
 
             wrapper._apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))
@@ -146,10 +151,14 @@ class Blueprint(BaseBlueprint):
     # a write sent with If-Match is refused with 412 when the row has changed (checked
     # under its lock, service.py). Without If-Match a write stays unconditional, as the
     # contract says: flask-smorest would answer 428, and warn when no check was made.
-    IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
-                "description": "The ETag you read: the write is refused with 412 if the "
-                               "application has changed since (optional).",
-                "schema": {"type": "string"}}
+    IF_MATCH = {
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "description": "The ETag you read: the write is refused with 412 if the "
+        "application has changed since (optional).",
+        "schema": {"type": "string"},
+    }
 
     def _check_precondition(self):
         pass
@@ -160,8 +169,10 @@ class Blueprint(BaseBlueprint):
     def _prepare_etag_doc(self, doc, doc_info, **kwargs):
         doc = super()._prepare_etag_doc(doc, doc_info, **kwargs)
         doc.get("responses", {}).pop(428, None)
-        doc["parameters"] = [self.IF_MATCH if parameter == "IF_MATCH" else parameter
-                             for parameter in doc.get("parameters", [])]
+        doc["parameters"] = [
+            self.IF_MATCH if parameter == "IF_MATCH" else parameter
+            for parameter in doc.get("parameters", [])
+        ]
         return doc
 
     def check_if_match(self, etag_data):
@@ -253,8 +264,7 @@ def engine_options(settings):
         statement_ms = int(settings.database_statement_timeout * 1000)
         options["connect_args"] = {
             "connect_timeout": max(1, round(settings.database_connect_timeout)),
-            "options": f"-c statement_timeout={statement_ms} "
-            f"-c lock_timeout={statement_ms}",
+            "options": f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}",
             # Notice a peer that vanished without closing the connection.
             "keepalives": 1,
             "keepalives_idle": 5,
@@ -294,8 +304,7 @@ def transaction():
     The request's read connection goes back first: a request never holds two."""
     end_reads()
     connection = db.session.connection()
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if db.engine.dialect.name == "sqlite"
-                               else "BEGIN")
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if db.engine.dialect.name == "sqlite" else "BEGIN")
     try:
         yield
         db.session.flush()

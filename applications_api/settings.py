@@ -69,7 +69,7 @@ def _database_url(env):
     # talks to PostgreSQL through psycopg 3.
     for prefix in ("postgres://", "postgresql://"):
         if raw.startswith(prefix):
-            raw = "postgresql+psycopg://" + raw[len(prefix):]
+            raw = "postgresql+psycopg://" + raw[len(prefix) :]
     try:
         url = make_url(raw)
     except ArgumentError:
@@ -104,8 +104,7 @@ def _own_addresses(env):
 def _networks(env, environment):
     raw = env.get("APP_PROXY_DENIED_NETWORKS")
     if raw is None:
-        raw = PRODUCTION_DENIED_NETWORKS if environment == "production" \
-            else DEFAULT_DENIED_NETWORKS
+        raw = PRODUCTION_DENIED_NETWORKS if environment == "production" else DEFAULT_DENIED_NETWORKS
     networks = []
     for part in (p.strip() for p in raw.split(",")):
         if not part:
@@ -174,8 +173,9 @@ def load_settings(env=None):
         ),
         proxy_deadline=_number(env, "APP_PROXY_DEADLINE", 300.0),
         proxy_min_rate=_number(env, "APP_PROXY_MIN_RATE", 4096, cast=int, allow_zero=True),
-        proxy_digest_max_bytes=_number(env, "APP_PROXY_DIGEST_MAX_BYTES", 1024 * 1024, cast=int,
-                                       allow_zero=True),
+        proxy_digest_max_bytes=_number(
+            env, "APP_PROXY_DIGEST_MAX_BYTES", 1024 * 1024, cast=int, allow_zero=True
+        ),
         application_secret_keys=_secret_keys(env),
         log_level=log_level,
     )

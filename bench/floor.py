@@ -18,22 +18,32 @@ from urllib.parse import parse_qs
 import psycopg
 from psycopg.types.json import Json
 
-COLUMNS = ("id, name, application_type, config, is_active, remote_object_id, created_by, "
-           "is_visible, is_proxy_available, related_application_id, created_date, "
-           "modified_date")
+COLUMNS = (
+    "id, name, application_type, config, is_active, remote_object_id, created_by, "
+    "is_visible, is_proxy_available, related_application_id, created_date, "
+    "modified_date"
+)
 NAMES = [name.strip() for name in COLUMNS.split(",")]
-TOKEN = ("SELECT u.id, u.is_staff FROM tokens t JOIN users u ON u.id = t.user_id "
-         "WHERE t.key_digest = %s AND u.is_active")
-WRITE_ENTRY = ("logged AS (INSERT INTO application_changes (application_id, user_id, "
-               "request_id, action, changes, created_date) SELECT id, %s, NULL, %s, %s, %s "
-               "FROM written) ")
-CREATE = ("WITH written AS (INSERT INTO applications (name, application_type, config, "
-          "is_active, created_by, is_visible, is_proxy_available, created_date, "
-          "modified_date, version) VALUES (%s, %s, %s, true, %s, false, false, %s, %s, 1) "
-          f"RETURNING {COLUMNS}), {WRITE_ENTRY}SELECT * FROM written")
-UPDATE = ("WITH written AS (UPDATE applications SET config = %s, modified_date = %s, "
-          f"version = version + 1 WHERE id = %s RETURNING {COLUMNS}), {WRITE_ENTRY}"
-          "SELECT * FROM written")
+TOKEN = (
+    "SELECT u.id, u.is_staff FROM tokens t JOIN users u ON u.id = t.user_id "
+    "WHERE t.key_digest = %s AND u.is_active"
+)
+WRITE_ENTRY = (
+    "logged AS (INSERT INTO application_changes (application_id, user_id, "
+    "request_id, action, changes, created_date) SELECT id, %s, NULL, %s, %s, %s "
+    "FROM written) "
+)
+CREATE = (
+    "WITH written AS (INSERT INTO applications (name, application_type, config, "
+    "is_active, created_by, is_visible, is_proxy_available, created_date, "
+    "modified_date, version) VALUES (%s, %s, %s, true, %s, false, false, %s, %s, 1) "
+    f"RETURNING {COLUMNS}), {WRITE_ENTRY}SELECT * FROM written"
+)
+UPDATE = (
+    "WITH written AS (UPDATE applications SET config = %s, modified_date = %s, "
+    f"version = version + 1 WHERE id = %s RETURNING {COLUMNS}), {WRITE_ENTRY}"
+    "SELECT * FROM written"
+)
 
 _local = threading.local()
 
@@ -54,8 +64,9 @@ def as_json(row):
 
 def answer(start_response, status, body, headers=()):
     data = json.dumps(body).encode() if body is not None else b""
-    start_response(status, [("Content-Type", "application/json"),
-                            ("Content-Length", str(len(data))), *headers])
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *headers]
+    )
     return [data]
 
 
@@ -86,24 +97,39 @@ def app(environ, start_response):
         body = json.loads(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
         config = {"visible_type": "empty", **(body.get("config") or {})}
         changes = [{"field": "name", "old": None, "new": body["name"]}]
-        row = db.execute(CREATE, (body["name"], body["application_type"], Json(config),
-                                  user[0], now, now, user[0], "create", Json(changes),
-                                  now)).fetchone()
+        row = db.execute(
+            CREATE,
+            (
+                body["name"],
+                body["application_type"],
+                Json(config),
+                user[0],
+                now,
+                now,
+                user[0],
+                "create",
+                Json(changes),
+                now,
+            ),
+        ).fetchone()
         return answer(start_response, "201 Created", as_json(row))
     app_id = int(parts[3])
     if method == "GET":
-        row = db.execute(f"SELECT {COLUMNS} FROM applications WHERE id = %s",
-                         (app_id,)).fetchone()
+        row = db.execute(f"SELECT {COLUMNS} FROM applications WHERE id = %s", (app_id,)).fetchone()
         return answer(start_response, "200 OK", as_json(row))
     body = json.loads(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
     with db.transaction():
-        (config,) = db.execute("SELECT config FROM applications WHERE id = %s FOR UPDATE",
-                               (app_id,)).fetchone()
+        (config,) = db.execute(
+            "SELECT config FROM applications WHERE id = %s FOR UPDATE", (app_id,)
+        ).fetchone()
         merged = merge(config, body.get("config"))
-        changes = [{"field": f"config.{k}", "old": (config or {}).get(k), "new": v}
-                   for k, v in (body.get("config") or {}).items()]
-        row = db.execute(UPDATE, (Json(merged), now, app_id, user[0], "update",
-                                  Json(changes), now)).fetchone()
+        changes = [
+            {"field": f"config.{k}", "old": (config or {}).get(k), "new": v}
+            for k, v in (body.get("config") or {}).items()
+        ]
+        row = db.execute(
+            UPDATE, (Json(merged), now, app_id, user[0], "update", Json(changes), now)
+        ).fetchone()
     return answer(start_response, "200 OK", as_json(row))
 
 
@@ -118,11 +144,15 @@ def list_page(db, start_response, query):
         where.append("is_active = %s")
         params.append(query["is_active"][0] == "true")
     condition = " AND ".join(where)
-    (total,) = db.execute(f"SELECT count(*) FROM applications WHERE {condition}",
-                          params).fetchone()
-    rows = db.execute(f"SELECT {COLUMNS} FROM applications WHERE {condition} ORDER BY id "
-                      "LIMIT %s OFFSET %s", [*params, limit, (page - 1) * limit]).fetchall()
+    (total,) = db.execute(f"SELECT count(*) FROM applications WHERE {condition}", params).fetchone()
+    rows = db.execute(
+        f"SELECT {COLUMNS} FROM applications WHERE {condition} ORDER BY id LIMIT %s OFFSET %s",
+        [*params, limit, (page - 1) * limit],
+    ).fetchall()
     pages = -(-total // limit)
-    return answer(start_response, "200 OK", [as_json(row) for row in rows],
-                  [("X-Pagination", json.dumps({"total": total, "total_pages": pages,
-                                                "page": page}))])
+    return answer(
+        start_response,
+        "200 OK",
+        [as_json(row) for row in rows],
+        [("X-Pagination", json.dumps({"total": total, "total_pages": pages, "page": page}))],
+    )

@@ -39,11 +39,58 @@ WORDS = ["north", "blue", "fast", "prime", "urban", "smart", "green", "local", "
 # "shop" names only the first SELECTIVE_ROWS applications, so the selective filter
 # matches the same rows at every table size; "market" names 2% of all rows.
 SELECTIVE_ROWS = 40
-NOUNS = ["market", "cargo", "invoice", "store", "market", "portal", "bridge", "hub", "sync",
-         "desk", "panel", "feed", "board", "stream", "pay", "deal", "link", "box", "point",
-         "gate", "base", "cart", "lens", "mail", "map", "port", "pulse", "ring", "scan",
-         "shelf", "spot", "tag", "track", "trade", "vault", "view", "wave", "wing", "yard",
-         "zone", "bay", "cloud", "core", "dock", "flow", "grid", "kit", "lab", "loop", "nest"]
+NOUNS = [
+    "market",
+    "cargo",
+    "invoice",
+    "store",
+    "market",
+    "portal",
+    "bridge",
+    "hub",
+    "sync",
+    "desk",
+    "panel",
+    "feed",
+    "board",
+    "stream",
+    "pay",
+    "deal",
+    "link",
+    "box",
+    "point",
+    "gate",
+    "base",
+    "cart",
+    "lens",
+    "mail",
+    "map",
+    "port",
+    "pulse",
+    "ring",
+    "scan",
+    "shelf",
+    "spot",
+    "tag",
+    "track",
+    "trade",
+    "vault",
+    "view",
+    "wave",
+    "wing",
+    "yard",
+    "zone",
+    "bay",
+    "cloud",
+    "core",
+    "dock",
+    "flow",
+    "grid",
+    "kit",
+    "lab",
+    "loop",
+    "nest",
+]
 TYPES = ["extension", "sales-channel", "commerce", "oms", "integration", "cargo_extension"]
 FILTERED = "/api/v1/applications/?name__icontains=shop&is_active=true&limit=50"
 BROAD = "/api/v1/applications/?name__icontains=market&is_active=true&limit=50"
@@ -69,8 +116,12 @@ def recreate_database(admin_url, name):
 
 def flask(env, *args):
     result = subprocess.run(
-        [BIN / "flask", "--app", "wsgi", *args], cwd=ROOT, env=env, check=True,
-        capture_output=True, text=True,
+        [BIN / "flask", "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
@@ -114,7 +165,10 @@ class Server:
                 sys.exit(f"port {port} is taken: is another benchmark running?")
         self.proc = subprocess.Popen(
             [BIN / "gunicorn", *GUNICORN, "--bind", f"127.0.0.1:{port}", app],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_until_up(f"http://127.0.0.1:{port}/", self.proc)
@@ -126,7 +180,8 @@ class Server:
         """Established connections each worker process holds on the server port."""
         listing = subprocess.run(
             ["ss", "-Htnp", "state", "established", f"( sport = :{self.port} )"],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         ).stdout
         counts = collections.Counter(re.findall(r"pid=(\d+)", listing))
         return sorted(counts.values(), reverse=True) + [0] * (2 - len(counts))
@@ -167,8 +222,16 @@ def wrk(server, path, args, env, script=None):
     accept them: a 16/0 split halves throughput. So the split is sampled after a
     second, and an unbalanced run is stopped and started again (up to 10 times).
     """
-    command = ["wrk", "-t", "2", "-c", str(args.connections), "-d", f"{args.duration}s",
-               "--latency"]
+    command = [
+        "wrk",
+        "-t",
+        "2",
+        "-c",
+        str(args.connections),
+        "-d",
+        f"{args.duration}s",
+        "--latency",
+    ]
     if script:
         command += ["-s", str(LUA / script)]
     else:
@@ -225,21 +288,26 @@ class Report:
 
     def print(self):
         baseline = max(run["rps"] for run in self.ceilings)
-        print(f"\n{'scenario':<30} {'req/s':>9} {'ceiling':>9} {'p50 ms':>9} {'p99 ms':>9} "
-              f"{'non-2xx':>7}  connections per worker")
+        print(
+            f"\n{'scenario':<30} {'req/s':>9} {'ceiling':>9} {'p50 ms':>9} {'p99 ms':>9} "
+            f"{'non-2xx':>7}  connections per worker"
+        )
         for name, result in self.rows:
             share = 100 * result["rps"] / baseline
             split = "/".join(str(n) for n in result["split"]) if any(result["split"]) else "-"
-            print(f"{name:<30} {result['rps']:>9.0f} {share:>8.1f}% {result['p50']:>9.2f} "
-                  f"{result['p99']:>9.2f} {result['errors']:>7}  {split}")
+            print(
+                f"{name:<30} {result['rps']:>9.0f} {share:>8.1f}% {result['p50']:>9.2f} "
+                f"{result['p99']:>9.2f} {result['errors']:>7}  {split}"
+            )
         if self.floors:
             print(f"\n{'scenario':<30} {'floor req/s':>11} {'floor p99':>9} {'API/floor':>9}")
             api = dict(self.rows)
             for name, floor in self.floors.items():
-                print(f"{name:<30} {floor['rps']:>11.0f} {floor['p99']:>9.2f} "
-                      f"{100 * api[name]['rps'] / floor['rps']:>8.0f}%")
-        print(f"(ceiling baseline: {baseline:.0f} req/s, the higher of "
-              f"{len(self.ceilings)} runs)")
+                print(
+                    f"{name:<30} {floor['rps']:>11.0f} {floor['p99']:>9.2f} "
+                    f"{100 * api[name]['rps'] / floor['rps']:>8.0f}%"
+                )
+        print(f"(ceiling baseline: {baseline:.0f} req/s, the higher of {len(self.ceilings)} runs)")
         for line in self.lines:
             print(line)
 
@@ -294,44 +362,60 @@ def proxy_scenarios(args, env, api, report):
     """app_proxy on both transfers: the embedded one (gunicorn alone) and the deployment
     (deploy/nginx.conf in front of gunicorn with APP_PROXY_TRANSFER=nginx)."""
     static = static_nginx(8103, {"1k.bin": 1024, "10m.bin": 10 << 20, "200m.bin": 200 << 20})
-    decider = Server("wsgi:app", 8104, {**env, "APP_PROXY_TRANSFER": "nginx",
-                                        "TRUSTED_PROXIES": "1"})
+    decider = Server(
+        "wsgi:app", 8104, {**env, "APP_PROXY_TRANSFER": "nginx", "TRUSTED_PROXIES": "1"}
+    )
     front = Nginx(deployed_site(8105, 8104), 8105, ready_path="/api/v1/healthcheck/")
     plain = plain_proxy_nginx(8106, 8103)
     try:
         auth = {"Authorization": f"Token {env['BENCH_TOKEN']}"}
         created = requests.post(
             f"http://127.0.0.1:{api.port}/api/v1/applications/",
-            json={"name": "bench upstream", "application_type": "extension",
-                  "is_proxy_available": True, "config": {"web_url": static.url + "/"}},
-            headers=auth, timeout=30,
+            json={
+                "name": "bench upstream",
+                "application_type": "extension",
+                "is_proxy_available": True,
+                "config": {"web_url": static.url + "/"},
+            },
+            headers=auth,
+            timeout=30,
         ).json()
         proxy = f"/api/v1/app_proxy/{created['id']}"
         report.add("direct: 1 KiB GET (nginx)", wrk(Direct(8103), "/1k.bin", args, env))
         report.add("embedded proxy: 1 KiB GET", wrk(api, f"{proxy}/1k.bin", args, env))
         report.add("nginx proxy: 1 KiB GET", wrk(Direct(8105), f"{proxy}/1k.bin", args, env))
-        rates = median_rates({
-            "direct: 10 MiB download": ("GET", f"{static.url}/10m.bin", {}),
-            "plain nginx proxy: 10 MiB download": ("GET", f"{plain.url}/10m.bin", {}),
-            "embedded proxy: 10 MiB download": ("GET", f"{api.url}{proxy}/10m.bin", auth),
-            "nginx proxy: 10 MiB download": ("GET", f"{front.url}{proxy}/10m.bin", auth),
-            "direct: 10 MiB upload": ("PUT", f"{static.url}/upload", {}),
-            "plain nginx proxy: 10 MiB upload": ("PUT", f"{plain.url}/upload", {}),
-            "embedded proxy: 10 MiB upload": ("PUT", f"{api.url}{proxy}/upload", auth),
-            "nginx proxy: 10 MiB upload": ("PUT", f"{front.url}{proxy}/upload", auth),
-        })
+        rates = median_rates(
+            {
+                "direct: 10 MiB download": ("GET", f"{static.url}/10m.bin", {}),
+                "plain nginx proxy: 10 MiB download": ("GET", f"{plain.url}/10m.bin", {}),
+                "embedded proxy: 10 MiB download": ("GET", f"{api.url}{proxy}/10m.bin", auth),
+                "nginx proxy: 10 MiB download": ("GET", f"{front.url}{proxy}/10m.bin", auth),
+                "direct: 10 MiB upload": ("PUT", f"{static.url}/upload", {}),
+                "plain nginx proxy: 10 MiB upload": ("PUT", f"{plain.url}/upload", {}),
+                "embedded proxy: 10 MiB upload": ("PUT", f"{api.url}{proxy}/upload", auth),
+                "nginx proxy: 10 MiB upload": ("PUT", f"{front.url}{proxy}/upload", auth),
+            }
+        )
         for label, rate in rates.items():
             report.note(f"{label}: {rate:.0f} MB/s (median of 7)")
         for way in ("download", "upload"):
             direct = rates[f"direct: 10 MiB {way}"]
-            shares = ", ".join(f"{kind} {rates[f'{kind} proxy: 10 MiB {way}'] / direct:.2f}"
-                               for kind in ("embedded", "nginx", "plain nginx"))
+            shares = ", ".join(
+                f"{kind} {rates[f'{kind} proxy: 10 MiB {way}'] / direct:.2f}"
+                for kind in ("embedded", "nginx", "plain nginx")
+            )
             report.note(f"10 MiB {way}, share of nginx direct: {shares}")
         for label, server, base in (("embedded", api, api.url), ("nginx", decider, front.url)):
-            growth = peak_rss_growth_kib(server, lambda base=base: transfer_rate(
-                "GET", f"{base}{proxy}/200m.bin", auth, 200 << 20, repeat=1))
-            report.note(f"{label} proxy: 200 MB download: gunicorn workers' RSS rose by "
-                        f"{growth / 1024:.1f} MB")
+            growth = peak_rss_growth_kib(
+                server,
+                lambda base=base: transfer_rate(
+                    "GET", f"{base}{proxy}/200m.bin", auth, 200 << 20, repeat=1
+                ),
+            )
+            report.note(
+                f"{label} proxy: 200 MB download: gunicorn workers' RSS rose by "
+                f"{growth / 1024:.1f} MB"
+            )
     finally:
         plain.stop()
         front.stop()
@@ -378,8 +462,13 @@ def main():
     # Default settings, INFO logging included: one JSON line per request, as deployed.
     # The embedded proxy's bulkhead is opened to every thread: wrk's 16 connections on
     # one application would otherwise measure its 503s, not the forwarder.
-    env = {**os.environ, "DATABASE_URL": database_url, "BENCH_ROWS": "2000",
-           "APP_PROXY_MAX_IN_FLIGHT": "8", "APP_PROXY_MAX_IN_FLIGHT_PER_APP": "8"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "BENCH_ROWS": "2000",
+        "APP_PROXY_MAX_IN_FLIGHT": "8",
+        "APP_PROXY_MAX_IN_FLIGHT_PER_APP": "8",
+    }
     flask(env, "db", "upgrade")
     env["BENCH_TOKEN"] = flask(env, "create-token", "bench", "--staff")
 

@@ -39,24 +39,35 @@ class Stack:
         self.gunicorn_url = self.gunicorn.url
         self.log = self.gunicorn.log
         self.nginx_port = free_port()
-        self.nginx = Nginx(deployed_site(self.nginx_port, self.gunicorn.port), self.nginx_port,
-                           ready_path="/api/v1/healthcheck/")
+        self.nginx = Nginx(
+            deployed_site(self.nginx_port, self.gunicorn.port),
+            self.nginx_port,
+            ready_path="/api/v1/healthcheck/",
+        )
         self.url = self.nginx.url
         self.alone = None
 
     def gunicorn_alone(self):
         """gunicorn as scripts/serve.sh runs it: no nginx, the embedded transfer."""
         if self.alone is None:
-            env = {**self.env, "APP_PROXY_TRANSFER": "python", "TRUSTED_PROXIES": "0",
-                   "PROMETHEUS_MULTIPROC_DIR": str(self.dir / "metrics-alone")}
+            env = {
+                **self.env,
+                "APP_PROXY_TRANSFER": "python",
+                "TRUSTED_PROXIES": "0",
+                "PROMETHEUS_MULTIPROC_DIR": str(self.dir / "metrics-alone"),
+            }
             (self.dir / "metrics-alone").mkdir()
             self.alone = Gunicorn(self.dir, env)
         return self.alone
 
     def flask(self, *args):
         result = subprocess.run(
-            [BIN / "flask", "--app", "wsgi", *args], cwd=ROOT, env=self.env,
-            capture_output=True, text=True, check=True,
+            [BIN / "flask", "--app", "wsgi", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 

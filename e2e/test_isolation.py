@@ -48,14 +48,21 @@ class Attack:
         self.address = (host, int(port))
         auth = f"Authorization: Token {token}\r\n"
         self.heads = {
-            "upload": (f"POST /api/v1/app_proxy/{upload_app}/upload HTTP/1.1\r\n"
-                       f"Host: {host}\r\n{auth}Content-Length: 1000\r\n\r\n").encode(),
-            "download": (f"GET /api/v1/app_proxy/{download_app}/trickle HTTP/1.1\r\n"
-                         f"Host: {host}\r\n{auth}\r\n").encode(),
+            "upload": (
+                f"POST /api/v1/app_proxy/{upload_app}/upload HTTP/1.1\r\n"
+                f"Host: {host}\r\n{auth}Content-Length: 1000\r\n\r\n"
+            ).encode(),
+            "download": (
+                f"GET /api/v1/app_proxy/{download_app}/trickle HTTP/1.1\r\n"
+                f"Host: {host}\r\n{auth}\r\n"
+            ).encode(),
         }
         self.sockets = []  # [kind, socket, received bytes, open, head bytes sent]
-        for kind, count in (("upload", ATTACKERS), ("download", ATTACKERS),
-                            ("slow_head", slow_heads)):
+        for kind, count in (
+            ("upload", ATTACKERS),
+            ("download", ATTACKERS),
+            ("slow_head", slow_heads),
+        ):
             for _ in range(count):
                 sock = socket.create_connection(self.address, timeout=5)
                 if kind != "slow_head":
@@ -82,7 +89,7 @@ class Attack:
                     if drip and kind == "upload":
                         sock.send(b"x")
                     if drip and kind == "slow_head" and sent < len(slow_head):
-                        entry[4] += sock.send(slow_head[sent:sent + 1])
+                        entry[4] += sock.send(slow_head[sent : sent + 1])
                     data = sock.recv(65536)
                     if data:
                         entry[2] = received + data
@@ -106,8 +113,11 @@ class Attack:
         return answered
 
     def retry_after_on_every_503(self):
-        return all(b"\r\nretry-after: 1\r\n" in received.lower()
-                   for _, _, received, _, _ in self.sockets if received.startswith(b"HTTP/1.1 503"))
+        return all(
+            b"\r\nretry-after: 1\r\n" in received.lower()
+            for _, _, received, _, _ in self.sockets
+            if received.startswith(b"HTTP/1.1 503")
+        )
 
     def stop(self):
         self.stopping.set()
@@ -134,9 +144,11 @@ def check_the_registry_answers(base, staff, label):
     api = [timed(f"{base}/api/v1/applications/", staff) for _ in range(100)]
     health = [timed(f"{base}/api/v1/healthcheck/") for _ in range(20)]
     api_p99, health_p99 = p99([s for _, s in api]), p99([s for _, s in health])
-    print(f"\n{label}: 100 API lists: {collections.Counter(s for s, _ in api)}, "
-          f"p99 {api_p99 * 1000:.0f} ms; 20 healthchecks: "
-          f"{collections.Counter(s for s, _ in health)}, p99 {health_p99 * 1000:.0f} ms")
+    print(
+        f"\n{label}: 100 API lists: {collections.Counter(s for s, _ in api)}, "
+        f"p99 {api_p99 * 1000:.0f} ms; 20 healthchecks: "
+        f"{collections.Counter(s for s, _ in health)}, p99 {health_p99 * 1000:.0f} ms"
+    )
     assert [status for status, _ in api + health] == [200] * 120
     assert api_p99 < 1 and health_p99 < 1
 
@@ -145,9 +157,15 @@ def proxied_apps(stack, staff, upstream):
     ids = []
     for name in ("E2E uploads", "E2E downloads"):
         created = requests.post(
-            f"{stack.url}/api/v1/applications/", headers=staff, timeout=10,
-            json={"name": name, "application_type": "extension", "is_proxy_available": True,
-                  "config": {"web_url": f"{upstream.url}/{name.split()[1]}/"}},
+            f"{stack.url}/api/v1/applications/",
+            headers=staff,
+            timeout=10,
+            json={
+                "name": name,
+                "application_type": "extension",
+                "is_proxy_available": True,
+                "config": {"web_url": f"{upstream.url}/{name.split()[1]}/"},
+            },
         )
         ids.append(created.json()["id"])
     return ids
@@ -171,8 +189,10 @@ def test_through_nginx_an_attack_on_app_proxy_costs_the_registry_nothing(
     time.sleep(6)  # every upload has dripped once, every download has bytes coming
     check_the_registry_answers(stack.url, staff, "through nginx, under attack")
     in_flight = attack.in_flight()
-    print(f"in flight at the end: {dict(in_flight)}; answered: "
-          f"{ {kind: dict(c) for kind, c in attack.statuses().items()} }")
+    print(
+        f"in flight at the end: {dict(in_flight)}; answered: "
+        f"{ {kind: dict(c) for kind, c in attack.statuses().items()} }"
+    )
     assert in_flight == {"upload": ATTACKERS, "download": ATTACKERS, "slow_head": 32}
     attack.stop()
     check_the_registry_answers(stack.url, staff, "through nginx, right after")
@@ -188,8 +208,10 @@ def test_on_gunicorn_alone_the_bulkhead_refuses_what_is_over_its_share(
     time.sleep(6)
     check_the_registry_answers(alone.url, staff, "gunicorn alone, under attack")
     answered = attack.statuses()
-    print(f"answered: { {kind: dict(c) for kind, c in answered.items()} }; "
-          f"in flight: {dict(attack.in_flight())}")
+    print(
+        f"answered: { {kind: dict(c) for kind, c in answered.items()} }; "
+        f"in flight: {dict(attack.in_flight())}"
+    )
     # 2 workers × a share of 2 per application: at most 4 of each kind get through
     assert answered["upload"][503] >= ATTACKERS - 4
     assert answered["download"][503] >= ATTACKERS - 4
@@ -206,8 +228,9 @@ def test_idle_gaps_near_gunicorns_keep_alive_never_give_a_502(stack, staff):
     body = {"name": "E2E burst", "application_type": "commerce"}
 
     def post(_):
-        return requests.post(f"{stack.url}/api/v1/applications/", json=body, headers=staff,
-                             timeout=10).status_code
+        return requests.post(
+            f"{stack.url}/api/v1/applications/", json=body, headers=staff, timeout=10
+        ).status_code
 
     with ThreadPoolExecutor(25) as pool:
         for burst in range(12):

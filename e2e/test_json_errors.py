@@ -20,9 +20,11 @@ def raw(url, data):
         while chunk := sock.recv(65536):
             reply += chunk
     head, _, body = reply.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), dict(
-        line.split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:]
-    ), body
+    return (
+        int(head.split(b" ", 2)[1]),
+        dict(line.split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:]),
+        body,
+    )
 
 
 def assert_json_error(status, headers, body, expected):
@@ -38,8 +40,11 @@ def nginx_before(request):
 
     def start(app_port, **directives):
         port = free_port()
-        servers.append(Nginx(deployed_site(port, app_port, **directives), port,
-                             ready_path="/_app_proxy_decision"))  # nginx answers: 404
+        servers.append(
+            Nginx(
+                deployed_site(port, app_port, **directives), port, ready_path="/_app_proxy_decision"
+            )
+        )  # nginx answers: 404
         return servers[-1].url
 
     yield start
@@ -64,20 +69,29 @@ def test_headers_too_large_are_a_json_400(stack):
 
 
 def test_a_body_over_the_api_limit_is_a_json_413(stack, staff):
-    response = requests.post(f"{stack.url}/api/v1/applications/", data=b"x" * (2 << 20),
-                             headers={**staff, "Content-Type": "application/json"}, timeout=30)
+    response = requests.post(
+        f"{stack.url}/api/v1/applications/",
+        data=b"x" * (2 << 20),
+        headers={**staff, "Content-Type": "application/json"},
+        timeout=30,
+    )
     assert response.status_code == 413
     assert response.json()["code"] == 413
 
 
 def test_what_nginx_passes_on_gunicorn_takes(stack, staff):
     """Request lines and headers nginx accepts reach the app, never gunicorn's HTML."""
-    long_query = requests.get(f"{stack.url}/api/v1/applications/",
-                              params={"name": "x" * 6000}, headers=staff, timeout=10)
+    long_query = requests.get(
+        f"{stack.url}/api/v1/applications/", params={"name": "x" * 6000}, headers=staff, timeout=10
+    )
     assert long_query.status_code == 200
     many = {f"X-Many-{i}": "v" for i in range(150)}
-    assert requests.get(f"{stack.url}/api/v1/applications/", headers={**staff, **many},
-                        timeout=10).status_code == 200
+    assert (
+        requests.get(
+            f"{stack.url}/api/v1/applications/", headers={**staff, **many}, timeout=10
+        ).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize("path", ["/api/v1/applications/", "/api/v1/app_proxy/1/x"])

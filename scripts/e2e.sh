@@ -13,18 +13,13 @@ scripts/ensure-package.sh chromium chromium || echo "warning: Chromium did not i
 scripts/ensure-package.sh chromedriver chromium-driver \
     || echo "warning: chromedriver did not install"
 
-started_postgresql=""
-if ! pg_isready -q -h 127.0.0.1 -p 5432; then
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
-    started_postgresql=yes
-    for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
-fi
+started_postgresql=$(scripts/ensure-postgres.sh)
 database="applications_e2e_$$"
 psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $database"
 cleanup() {
     psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"
     # stop what this script started (gunicorn and nginx are stopped by the suite)
-    if [ -n "$started_postgresql" ]; then
+    if [ "$started_postgresql" = started ]; then
         pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main stop
     fi
 }

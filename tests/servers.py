@@ -62,7 +62,8 @@ class Nginx:
         (self.prefix / "nginx.conf").write_text(NGINX_MAIN.format(prefix=self.prefix))
         self.process = subprocess.Popen(
             [shutil.which("nginx"), "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_until_up(self.url + ready_path, self.process, self.prefix / "error.log")
 
@@ -102,7 +103,10 @@ class Gunicorn:
         bin_dir = Path(sys.executable).parent
         self.process = subprocess.Popen(
             [bin_dir / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT, env=self.env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=open(self.log, "w"),
+            stderr=subprocess.STDOUT,
         )
         wait_until_up(self.url + "/api/v1/healthcheck/", self.process, self.log)
 

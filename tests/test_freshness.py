@@ -28,8 +28,7 @@ def honoured(check, within=WITHIN):
 @pytest.fixture
 def worker(database_url):
     """Another worker: an app with both caches on, primed."""
-    app = create_app(make_env(database_url, AUTH_CACHE_SECONDS="60",
-                              APP_PROXY_CACHE_SECONDS="60"))
+    app = create_app(make_env(database_url, AUTH_CACHE_SECONDS="60", APP_PROXY_CACHE_SECONDS="60"))
     app.test_client().get("/api/v1/healthcheck/")
     caches_trusted(app)
     return app
@@ -97,10 +96,13 @@ def test_set_staff_on_the_cli(worker, app, runner, count_statements):
     honoured(lambda: client.post(LIST, json=body, headers=headers).status_code == 403)
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE users SET is_active = false WHERE username = 'viewer'",
-    "DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE username = 'viewer')",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE users SET is_active = false WHERE username = 'viewer'",
+        "DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE username = 'viewer')",
+    ],
+)
 def test_plain_sql_on_users_and_tokens_is_honoured_at_once(
     worker, app, reader, statement, count_statements
 ):
@@ -114,12 +116,16 @@ def proxy_status(worker, app_id, headers):
     return worker.test_client().get(f"/api/v1/app_proxy/{app_id}/x", headers=headers).status_code
 
 
-@pytest.mark.parametrize("change", [
-    lambda client, url, staff: client.delete(url, headers=staff),
-    lambda client, url, staff: client.patch(url, json={"is_active": False}, headers=staff),
-    lambda client, url, staff: client.patch(url, json={"is_proxy_available": False},
-                                            headers=staff),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda client, url, staff: client.delete(url, headers=staff),
+        lambda client, url, staff: client.patch(url, json={"is_active": False}, headers=staff),
+        lambda client, url, staff: client.patch(
+            url, json={"is_proxy_available": False}, headers=staff
+        ),
+    ],
+)
 def test_an_application_changed_through_the_api_is_404_at_once(
     worker, client, staff, reader, proxied, change
 ):
@@ -129,17 +135,23 @@ def test_an_application_changed_through_the_api_is_404_at_once(
     honoured(lambda: proxy_status(worker, proxied["id"], reader) == 404)
 
 
-def test_a_changed_web_url_is_followed_at_once(worker, app, client, staff, reader, proxied,
-                                               upstream):
+def test_a_changed_web_url_is_followed_at_once(
+    worker, app, client, staff, reader, proxied, upstream
+):
     assert proxy_status(worker, proxied["id"], reader) == 200
-    client.patch(f"/api/v1/applications/{proxied['id']}/",
-                 json={"config": {"web_url": f"{upstream.url}/moved/"}}, headers=staff)
-    honoured(lambda: proxy_status(worker, proxied["id"], reader) == 200
-             and upstream.last.path == "/moved/x")
+    client.patch(
+        f"/api/v1/applications/{proxied['id']}/",
+        json={"config": {"web_url": f"{upstream.url}/moved/"}},
+        headers=staff,
+    )
+    honoured(
+        lambda: (
+            proxy_status(worker, proxied["id"], reader) == 200 and upstream.last.path == "/moved/x"
+        )
+    )
 
 
 def test_an_application_deactivated_in_plain_sql_is_404_at_once(worker, app, reader, proxied):
     assert proxy_status(worker, proxied["id"], reader) == 200
-    sql(app, "UPDATE applications SET is_proxy_available = false WHERE id = :id",
-        id=proxied["id"])
+    sql(app, "UPDATE applications SET is_proxy_available = false WHERE id = :id", id=proxied["id"])
     honoured(lambda: proxy_status(worker, proxied["id"], reader) == 404)

@@ -26,9 +26,12 @@ LIST = "/api/v1/applications/"
 def servers(database_url, app, tmp_path_factory):
     """Two servers on PostgreSQL; on SQLite one server, asked as if it were two."""
     folder = tmp_path_factory.mktemp("servers")
-    env = {**os.environ, **make_env(database_url, AUTH_CACHE_SECONDS="60",
-                                    APP_PROXY_CACHE_SECONDS="60"),
-           "GUNICORN_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    env = {
+        **os.environ,
+        **make_env(database_url, AUTH_CACHE_SECONDS="60", APP_PROXY_CACHE_SECONDS="60"),
+        "GUNICORN_WORKERS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+    }
     started = [Gunicorn(folder, env)]
     if ON_POSTGRESQL:
         started.append(Gunicorn(folder, env))
@@ -39,8 +42,9 @@ def servers(database_url, app, tmp_path_factory):
 
 def status(server, path, headers, method="GET", **kwargs):
     # a new connection each time, so both workers of the server answer in turn
-    return requests.request(method, server.url + path, headers=headers, timeout=5,
-                            **kwargs).status_code
+    return requests.request(
+        method, server.url + path, headers=headers, timeout=5, **kwargs
+    ).status_code
 
 
 def prime(server, path, headers, expected):
@@ -59,8 +63,14 @@ def honoured(server, path, headers, expected):
 
 
 def flask_command(env, *args):
-    subprocess.run([Path(sys.executable).parent / "flask", "--app", "wsgi", *args], cwd=ROOT,
-                   env=env, check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [Path(sys.executable).parent / "flask", "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def plain_sql(database_url, statement):
@@ -101,11 +111,17 @@ def test_a_deactivated_then_reactivated_user(servers, database_url, reader_key, 
     one, other, env = servers
     headers = {"Authorization": f"Token {reader_key}"}
     prime(other, LIST, headers, 200)
-    change(how, env, database_url, ["deactivate-user", "far-reader"],
-           "UPDATE users SET is_active = false")
+    change(
+        how,
+        env,
+        database_url,
+        ["deactivate-user", "far-reader"],
+        "UPDATE users SET is_active = false",
+    )
     honoured(other, LIST, headers, 401)
-    change(how, env, database_url, ["activate-user", "far-reader"],
-           "UPDATE users SET is_active = true")
+    change(
+        how, env, database_url, ["activate-user", "far-reader"], "UPDATE users SET is_active = true"
+    )
     honoured(other, LIST, headers, 200)
 
 
@@ -117,8 +133,13 @@ def test_a_promoted_then_demoted_user(servers, database_url, reader_key, how):
     for _ in range(4):
         assert status(other, LIST, headers, "POST", json=application) == 403
     for flag, value, expected in (("--on", "true", 201), ("--off", "false", 403)):
-        change(how, env, database_url, ["set-staff", "far-reader", flag],
-               f"UPDATE users SET is_staff = {value}")
+        change(
+            how,
+            env,
+            database_url,
+            ["set-staff", "far-reader", flag],
+            f"UPDATE users SET is_staff = {value}",
+        )
         started = time.monotonic()
         while status(other, LIST, headers, "POST", json=application) != expected:
             assert time.monotonic() - started < WITHIN
@@ -128,21 +149,36 @@ def test_a_promoted_then_demoted_user(servers, database_url, reader_key, how):
 @pytest.mark.parametrize("how", ["api", "sql"])
 def test_where_app_proxy_forwards(servers, database_url, staff, reader, upstream, how, what):
     one, other, _ = servers
-    created = requests.post(one.url + LIST, headers=staff, timeout=5, json={
-        "name": "Far backend", "application_type": "extension", "is_proxy_available": True,
-        "config": {"web_url": f"{upstream.url}/base/"}}).json()
+    created = requests.post(
+        one.url + LIST,
+        headers=staff,
+        timeout=5,
+        json={
+            "name": "Far backend",
+            "application_type": "extension",
+            "is_proxy_available": True,
+            "config": {"web_url": f"{upstream.url}/base/"},
+        },
+    ).json()
     path = f"/api/v1/app_proxy/{created['id']}/x"
     prime(other, path, reader, 200)
     item = f"{one.url}{LIST}{created['id']}/"
     if how == "api":
-        body = {"deactivate": {"is_active": False}, "proxy off": {"is_proxy_available": False},
-                "web_url": {"config": {"web_url": f"{upstream.url}/moved/"}}}.get(what)
-        requests.request("DELETE" if body is None else "PATCH", item, json=body,
-                         headers=staff, timeout=5).raise_for_status()
+        body = {
+            "deactivate": {"is_active": False},
+            "proxy off": {"is_proxy_available": False},
+            "web_url": {"config": {"web_url": f"{upstream.url}/moved/"}},
+        }.get(what)
+        requests.request(
+            "DELETE" if body is None else "PATCH", item, json=body, headers=staff, timeout=5
+        ).raise_for_status()
     else:
-        column = {"soft delete": "is_active = false", "deactivate": "is_active = false",
-                  "proxy off": "is_proxy_available = false",
-                  "web_url": f"""config = '{{"web_url": "{upstream.url}/moved/"}}'"""}[what]
+        column = {
+            "soft delete": "is_active = false",
+            "deactivate": "is_active = false",
+            "proxy off": "is_proxy_available = false",
+            "web_url": f"""config = '{{"web_url": "{upstream.url}/moved/"}}'""",
+        }[what]
         plain_sql(database_url, f"UPDATE applications SET {column} WHERE id = {created['id']}")
     if what == "web_url":
         started = time.monotonic()
@@ -153,8 +189,9 @@ def test_where_app_proxy_forwards(servers, database_url, staff, reader, upstream
 
 
 @postgresql_only
-def test_a_worker_that_lost_its_listener_stops_trusting_its_cache(servers, database_url,
-                                                                  reader_key):
+def test_a_worker_that_lost_its_listener_stops_trusting_its_cache(
+    servers, database_url, reader_key
+):
     one, other, _ = servers
     headers = {"Authorization": f"Token {reader_key}"}
     prime(other, LIST, headers, 200)
@@ -163,15 +200,20 @@ def test_a_worker_that_lost_its_listener_stops_trusting_its_cache(servers, datab
         killed = conn.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE application_name = 'applications_api change feed' AND datname = "
-            "current_database()").fetchone()[0]
+            "current_database()"
+        ).fetchone()[0]
         assert killed >= 2  # the listeners of both servers' workers, at least
         conn.execute("UPDATE users SET is_active = false")  # nobody is listening now
     honoured(other, LIST, headers, 401)
     with psycopg.connect(admin, autocommit=True) as conn:  # and once they are back
         deadline = time.monotonic() + 10
-        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                           "'applications_api change feed' AND datname = current_database()"
-                           ).fetchone()[0] < killed:
+        while (
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                "'applications_api change feed' AND datname = current_database()"
+            ).fetchone()[0]
+            < killed
+        ):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         conn.execute("UPDATE users SET is_active = true")

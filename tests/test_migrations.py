@@ -35,12 +35,22 @@ def test_name_icontains_is_served_by_a_trigram_index(app):
     with app.app_context():
         with db.engine.connect() as connection:
             connection.execute(text("SET enable_seqscan = off"))
-            plan = connection.execute(
-                text("EXPLAIN SELECT id FROM applications WHERE name ILIKE '%shop%'")
-            ).scalars().all()
-            iexact = connection.execute(
-                text("EXPLAIN SELECT id FROM applications "
-                     "WHERE lower(related_application_id) = lower('X')")
-            ).scalars().all()
+            plan = (
+                connection.execute(
+                    text("EXPLAIN SELECT id FROM applications WHERE name ILIKE '%shop%'")
+                )
+                .scalars()
+                .all()
+            )
+            iexact = (
+                connection.execute(
+                    text(
+                        "EXPLAIN SELECT id FROM applications "
+                        "WHERE lower(related_application_id) = lower('X')"
+                    )
+                )
+                .scalars()
+                .all()
+            )
     assert "ix_applications_name_trgm" in "\n".join(plan)
     assert "ix_applications_related_application_id_lower" in "\n".join(iexact)

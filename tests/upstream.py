@@ -26,9 +26,18 @@ class Received:
 
 def echo(handler, record):
     """Default answer: 200 and a JSON summary of what arrived."""
-    send(handler, 200, json.dumps({
-        "method": record.method, "path": record.path, "body_length": len(record.body),
-    }).encode(), {"Content-Type": "application/json"})
+    send(
+        handler,
+        200,
+        json.dumps(
+            {
+                "method": record.method,
+                "path": record.path,
+                "body_length": len(record.body),
+            }
+        ).encode(),
+        {"Content-Type": "application/json"},
+    )
 
 
 def send(handler, status, body=b"", headers=None):
@@ -97,7 +106,11 @@ class Upstream:
                 else:
                     body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 record = Received(
-                    self.command, self.path, dict(self.headers.items()), body, chunked,
+                    self.command,
+                    self.path,
+                    dict(self.headers.items()),
+                    body,
+                    chunked,
                     list(self.headers.items()),
                 )
                 upstream.received.append(record)

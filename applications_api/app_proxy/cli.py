@@ -15,6 +15,7 @@ def app_proxy_key(app_id):
     secret = current_app.config["SETTINGS"].proxy_signing_key
     if not secret:
         raise click.ClickException(
-            "APP_PROXY_SIGNING_KEY is not set: a key derived from nothing proves nothing.")
+            "APP_PROXY_SIGNING_KEY is not set: a key derived from nothing proves nothing."
+        )
     click.echo(f"keyid: {signing.key_id(app_id)}", err=True)
     click.echo(signing.application_key(secret, app_id).hex())

@@ -17,28 +17,56 @@ from .network_policy import DeniedAddress, approved_address
 
 log = logging.getLogger(__name__)
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-    "trailer", "transfer-encoding", "upgrade",
-})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 # Client identity and routing headers that backends and their frameworks act on: only
 # this service may say who called and how, so a caller's never get through.
-SPOOFABLE = frozenset({
-    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix",
-    "x-forwarded-port", "x-forwarded-scheme", "x-forwarded-ssl", "x-forwarded-protocol",
-    "x-forwarded-server", "x-forwarded-uri", "forwarded", "x-real-ip", "true-client-ip",
-    "x-client-ip", "client-ip", "x-cluster-client-ip", "x-original-forwarded-for",
-    "cf-connecting-ip", "fastly-client-ip", "x-original-url", "x-rewrite-url",
-    "x-http-method-override", "x-http-method", "x-method-override",
-    *(name.lower() for name in signing.IDENTITY_HEADERS),
-    # signed by earlier versions: a backend still checking them must not get a caller's
-    "x-app-proxy-timestamp", "x-app-proxy-signature",
-})
+SPOOFABLE = frozenset(
+    {
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-prefix",
+        "x-forwarded-port",
+        "x-forwarded-scheme",
+        "x-forwarded-ssl",
+        "x-forwarded-protocol",
+        "x-forwarded-server",
+        "x-forwarded-uri",
+        "forwarded",
+        "x-real-ip",
+        "true-client-ip",
+        "x-client-ip",
+        "client-ip",
+        "x-cluster-client-ip",
+        "x-original-forwarded-for",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        *(name.lower() for name in signing.IDENTITY_HEADERS),
+        # signed by earlier versions: a backend still checking them must not get a caller's
+        "x-app-proxy-timestamp",
+        "x-app-proxy-signature",
+    }
+)
 # Never forwarded upstream (besides hop-by-hop ones): the caller's credentials stay
 # here, and what this service sets itself is not taken from the caller.
 # (X-Request-ID is set too: the caller's when well-formed, observability.py.)
-NOT_FORWARDED = SPOOFABLE | {"host", "authorization", "cookie", "content-length",
-                             "x-request-id"}
+NOT_FORWARDED = SPOOFABLE | {"host", "authorization", "cookie", "content-length", "x-request-id"}
 
 
 URL_PREFIX = "/api/v1/app_proxy"
@@ -79,9 +107,12 @@ def raw_target(app_id):
     if path == prefix[:-1]:  # the base, its trailing slash left out
         path = prefix
     if not path.startswith(prefix):
-        abort(404, message=f"No app_proxy route here: write it {prefix}<path>, "
-                           "the id in plain digits without leading zeros.")
-    return path[len(prefix):], query if mark else None
+        abort(
+            404,
+            message=f"No app_proxy route here: write it {prefix}<path>, "
+            "the id in plain digits without leading zeros.",
+        )
+    return path[len(prefix) :], query if mark else None
 
 
 # What RFC 3986 allows in a path (pchar and "/"), and in a query ("?" too). Anything
@@ -93,8 +124,9 @@ _NOT_IN_QUERY = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?
 
 def _percent_encoded(match):
     char = match.group()  # one character: a byte, when it came from the request line
-    return "".join(f"%{byte:02X}" for byte in char.encode(
-        "latin-1" if ord(char) < 256 else "utf-8"))
+    return "".join(
+        f"%{byte:02X}" for byte in char.encode("latin-1" if ord(char) < 256 else "utf-8")
+    )
 
 
 def as_uri(text, not_allowed=_NOT_IN_PATH):
@@ -165,12 +197,22 @@ class Target:
         (signing.py); `body`: the bytes forwarded when they were read first, else None."""
         settings = current_app.config["SETTINGS"]
         try:
-            return signing.identity_headers(settings.proxy_signing_key, self.app_id,
-                                            request.method, self.url, self.user_id, body)
+            return signing.identity_headers(
+                settings.proxy_signing_key,
+                self.app_id,
+                request.method,
+                self.url,
+                self.user_id,
+                body,
+            )
         except HTTPMessageSignaturesException as error:
             log.warning("app_proxy %s: cannot sign for %s: %s", self.app_id, self.url, error)
-            fail(self.app_id, 502, "unsignable",
-                 "The application's web_url is not a URL the proxy can sign requests for.")
+            fail(
+                self.app_id,
+                502,
+                "unsignable",
+                "The application's web_url is not a URL the proxy can sign requests for.",
+            )
 
 
 def plan(app_id, web_url, user_id):
@@ -185,8 +227,9 @@ def plan(app_id, web_url, user_id):
     host = base.hostname  # (each read of .hostname or .port parses netloc again)
     port = base.port or (443 if base.scheme == "https" else 80)
     try:
-        address = approved_address(host, port, settings.proxy_denied_networks,
-                                   settings.proxy_own_addresses)
+        address = approved_address(
+            host, port, settings.proxy_denied_networks, settings.proxy_own_addresses
+        )
     except DeniedAddress as error:
         log.warning("app_proxy %s: refused: %s", app_id, error)
         fail(app_id, 502, "denied", "The application's backend is in a denied network.")

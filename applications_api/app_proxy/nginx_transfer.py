@@ -38,16 +38,19 @@ class NginxTransfer:
 
     def forward(self, app_id, target):
         _refuse_connection_named_headers()
-        return Response(status=204, headers={
-            "X-App-Proxy-Upstream": target.address,
-            "X-App-Proxy-Uri": target.uri,
-            "X-App-Proxy-Host": target.host,
-            "X-App-Proxy-Server-Name": target.server_name,
-            "X-App-Proxy-Base-Url": target.base_url,
-            "X-App-Proxy-Base-Path": target.base_path,
-            **target.headers,
-            **target.identity_headers(body=b"" if _bodiless() else None),
-        })
+        return Response(
+            status=204,
+            headers={
+                "X-App-Proxy-Upstream": target.address,
+                "X-App-Proxy-Uri": target.uri,
+                "X-App-Proxy-Host": target.host,
+                "X-App-Proxy-Server-Name": target.server_name,
+                "X-App-Proxy-Base-Url": target.base_url,
+                "X-App-Proxy-Base-Path": target.base_path,
+                **target.headers,
+                **target.identity_headers(body=b"" if _bodiless() else None),
+            },
+        )
 
 
 def _bodiless():
@@ -65,8 +68,11 @@ def _refuse_connection_named_headers():
     named = {name.strip().lower() for name in given.split(",")}
     kept = sorted(name for name in named - DROPPED_BY_NGINX if name in request.headers)
     if kept:
-        abort(400, message="The Connection header names end-to-end headers this proxy "
-                           f"cannot remove: {', '.join(kept)}.")
+        abort(
+            400,
+            message="The Connection header names end-to-end headers this proxy "
+            f"cannot remove: {', '.join(kept)}.",
+        )
 
 
 def _error_for_nginx(response):

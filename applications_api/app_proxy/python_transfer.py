@@ -145,8 +145,12 @@ class PythonTransfer:
         PROXY_UPSTREAM_ERRORS.labels(app_id, "busy").inc()
         _stop_reading_caller()
         which = "this application's" if app_full else "app_proxy's"
-        abort(503, message=f"Too many proxied requests in flight ({which} share of this "
-                           "worker is taken); retry shortly.", headers={"Retry-After": "1"})
+        abort(
+            503,
+            message=f"Too many proxied requests in flight ({which} share of this "
+            "worker is taken); retry shortly.",
+            headers={"Retry-After": "1"},
+        )
 
     def _release(self, transfer):
         with self.lock:
@@ -163,14 +167,14 @@ class PythonTransfer:
             session.trust_env = False  # no proxies or netrc from the environment
             session.cookies.set_policy(_NoCookies())
             adapter = HTTPAdapter(pool_connections=64, pool_maxsize=POOL_SIZE, max_retries=0)
-            adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool,
-                                                          "https": _HTTPSPool}
+            adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers.clear()  # no default User-Agent/Accept/Accept-Encoding added
             self.session = session
-            self.watchdog = threading.Thread(target=self._watch, name="app_proxy-watchdog",
-                                             daemon=True)
+            self.watchdog = threading.Thread(
+                target=self._watch, name="app_proxy-watchdog", daemon=True
+            )
             self.watchdog.start()
 
     def _watch(self):
@@ -220,7 +224,11 @@ class PythonTransfer:
                     transfer.moving_body()
                 try:
                     upstream = self.session.request(
-                        request.method, target.url, headers=headers, data=body, stream=True,
+                        request.method,
+                        target.url,
+                        headers=headers,
+                        data=body,
+                        stream=True,
                         allow_redirects=False,
                         timeout=(settings.proxy_connect_timeout, settings.proxy_read_timeout),
                     )
@@ -228,23 +236,38 @@ class PythonTransfer:
                 except CallerBodyError as error:
                     _refuse_body(transfer.app_id, error)
                 except (requests.ConnectTimeout, requests.ReadTimeout) as error:
-                    log.warning("app_proxy %s: %s timed out: %s", transfer.app_id, target.url,
-                                error)
-                    fail(transfer.app_id, 504, "timeout",
-                         "The application's backend did not answer in time.")
+                    log.warning(
+                        "app_proxy %s: %s timed out: %s", transfer.app_id, target.url, error
+                    )
+                    fail(
+                        transfer.app_id,
+                        504,
+                        "timeout",
+                        "The application's backend did not answer in time.",
+                    )
                 except (requests.RequestException, OSError) as error:
                     if transfer.cut_reason:  # the watchdog cut it; the caller is gone
-                        fail(transfer.app_id, 504, transfer.cut_reason,
-                             "The proxied request did not complete in time.")
+                        fail(
+                            transfer.app_id,
+                            504,
+                            transfer.cut_reason,
+                            "The proxied request did not complete in time.",
+                        )
                     dropped = error.args and isinstance(error.args[0], ProtocolError)
                     if attempt == 1 and replayable and dropped:
-                        log.info("app_proxy %s: connection dropped, sending once more: %s",
-                                 transfer.app_id, error)
+                        log.info(
+                            "app_proxy %s: connection dropped, sending once more: %s",
+                            transfer.app_id,
+                            error,
+                        )
                         continue
-                    log.warning("app_proxy %s: %s failed: %s", transfer.app_id, target.url,
-                                error)
-                    fail(transfer.app_id, 502, "unreachable",
-                         "The application's backend cannot be reached.")
+                    log.warning("app_proxy %s: %s failed: %s", transfer.app_id, target.url, error)
+                    fail(
+                        transfer.app_id,
+                        502,
+                        "unreachable",
+                        "The application's backend cannot be reached.",
+                    )
         finally:
             _SENT_TARGET.reset(sent_target)
         PROXY_UPSTREAM_DURATION.labels(transfer.app_id).observe(time.perf_counter() - started)
@@ -254,8 +277,12 @@ class PythonTransfer:
     def _response(self, transfer, upstream, target):
         app_id = transfer.app_id
         headers = [
-            (name, rewrite_location(value, upstream.url, target.base_url, app_id)
-             if name.lower() == "location" else value)
+            (
+                name,
+                rewrite_location(value, upstream.url, target.base_url, app_id)
+                if name.lower() == "location"
+                else value,
+            )
             for name, value in end_to_end(upstream.raw.headers)
         ]
         transfer.moving_body()
@@ -307,7 +334,7 @@ def rewrite_location(location, upstream_url, base_url, app_id):
     """A redirect to somewhere under web_url points back through the proxy."""
     absolute = urljoin(upstream_url, location)
     if absolute.startswith(base_url):
-        return f"{proxy_prefix(app_id)}/{absolute[len(base_url):]}"
+        return f"{proxy_prefix(app_id)}/{absolute[len(base_url) :]}"
     return location
 
 

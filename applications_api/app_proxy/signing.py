@@ -43,8 +43,12 @@ def key_id(app_id):
 @lru_cache(maxsize=1024)
 def application_key(secret, app_id):
     """Application `app_id`'s 32-byte signing key: HKDF-SHA256 of the deployment secret."""
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=f"app_proxy signing key {key_id(app_id)}".encode())
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=f"app_proxy signing key {key_id(app_id)}".encode(),
+    )
     return hkdf.derive(secret.encode())
 
 
@@ -53,8 +57,10 @@ def application_key(secret, app_id):
 # rest of the proxy's decision: per request it parses the component names, builds the
 # base twice and serializes the parameters four times. Here the names are parsed once
 # and the parameters serialized once per application and second (0.05 ms in all).
-_COMPONENTS = {digest: _parse_component_ids((*COVERED, "content-digest") if digest else COVERED)
-               for digest in (False, True)}
+_COMPONENTS = {
+    digest: _parse_component_ids((*COVERED, "content-digest") if digest else COVERED)
+    for digest in (False, True)
+}
 _NAMED = {digest: [(str(node), node) for node in nodes] for digest, nodes in _COMPONENTS.items()}
 EMPTY_DIGEST = ContentDigest.create(b"")  # the digest most requests carry
 
@@ -63,8 +69,13 @@ EMPTY_DIGEST = ContentDigest.create(b"")  # the digest most requests carry
 def _signature_params(app_id, created, digest):
     """The signature's parameters as Signature-Input lists them (and the base ends)."""
     params = InnerList(_COMPONENTS[digest])
-    params.params.update(created=created, keyid=key_id(app_id), alg=ALGORITHM.algorithm_id,
-                         expires=created + LIFETIME, tag=TAG)
+    params.params.update(
+        created=created,
+        keyid=key_id(app_id),
+        alg=ALGORITHM.algorithm_id,
+        expires=created + LIFETIME,
+        tag=TAG,
+    )
     return str(params)
 
 
@@ -89,8 +100,12 @@ def identity_headers(secret, app_id, method, url, user_id, body=None, now=None):
         headers["Content-Digest"] = EMPTY_DIGEST if body == b"" else ContentDigest.create(body)
     values = HTTPSignatureComponentResolver(Message(method, url, headers))
     params = _signature_params(app_id, created, digest)
-    base = "\n".join([*(f"{name}: {values.resolve(node)}" for name, node in _NAMED[digest]),
-                      f'"@signature-params": {params}'])
+    base = "\n".join(
+        [
+            *(f"{name}: {values.resolve(node)}" for name, node in _NAMED[digest]),
+            f'"@signature-params": {params}',
+        ]
+    )
     signature = ALGORITHM(private_key=application_key(secret, app_id)).sign(base.encode())
     headers["Signature-Input"] = f"{LABEL}={params}"
     headers["Signature"] = f"{LABEL}=:{base64.b64encode(signature).decode()}:"

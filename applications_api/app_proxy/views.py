@@ -78,10 +78,13 @@ def proxied_method(method, summary):
 # OpenAPI 3.0 has no allowReserved for path parameters: generated clients that encode
 # "/" (openapi-python-client sends orders%2F7) reach the backend at orders%2F7.
 PROXIED_PATH = {
-    "in": "path", "name": "path", "required": True, "schema": {"type": "string"},
+    "in": "path",
+    "name": "path",
+    "required": True,
+    "schema": {"type": "string"},
     "example": "orders/7",
     "description": "The path under the application's web_url, sent as it is: `/` "
-                   "unencoded (orders/7); percent-encodings reach the backend unchanged.",
+    "unencoded (orders/7); percent-encodings reach the backend unchanged.",
 }
 
 
@@ -92,8 +95,6 @@ class AppProxy(MethodView):
     head = proxied_method("head", "Forward a HEAD to the application's backend")
     post = proxied_method("post", "Forward a POST to the application's backend (body streamed)")
     put = proxied_method("put", "Forward a PUT to the application's backend (body streamed)")
-    patch = proxied_method(
-        "patch", "Forward a PATCH to the application's backend (body streamed)"
-    )
+    patch = proxied_method("patch", "Forward a PATCH to the application's backend (body streamed)")
     delete = proxied_method("delete", "Forward a DELETE to the application's backend")
     options = proxied_method("options", "Forward an OPTIONS to the application's backend")

@@ -14,12 +14,19 @@ commands = Blueprint("application_commands", __name__, cli_group=None)
 
 
 @commands.cli.command("prune-history")
-@click.option("--older-than", "days", type=click.IntRange(min=0), required=True,
-              metavar="DAYS", help="Delete history entries older than this many days.")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.IntRange(min=0),
+    required=True,
+    metavar="DAYS",
+    help="Delete history entries older than this many days.",
+)
 def prune_history(days):
     """Delete application history entries older than DAYS days."""
     cutoff = utcnow() - timedelta(days=days)
     result = db.session.execute(
-        delete(ApplicationChange).where(ApplicationChange.created_date < cutoff))
+        delete(ApplicationChange).where(ApplicationChange.created_date < cutoff)
+    )
     db.session.commit()
     click.echo(f"Deleted {result.rowcount} history entries older than {days} days.")

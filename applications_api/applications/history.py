@@ -14,8 +14,16 @@ from .secrets import is_secret, masked
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("name", "application_type", "config", "is_active", "remote_object_id",
-          "is_visible", "is_proxy_available", "related_application_id")
+FIELDS = (
+    "name",
+    "application_type",
+    "config",
+    "is_active",
+    "remote_object_id",
+    "is_visible",
+    "is_proxy_available",
+    "related_application_id",
+)
 APPLICATIONS = Application.__table__
 HISTORY = ApplicationChange.__table__
 HISTORY_INSERT = insert(HISTORY)
@@ -30,8 +38,13 @@ def diff(before, after, secret_keys):
     changes = []
     for field in FIELDS:
         if field == "config":  # an application's config is an object, {} before it exists
-            _diff_objects("config", before.get("config") or {}, after.get("config") or {},
-                          secret_keys, changes)
+            _diff_objects(
+                "config",
+                before.get("config") or {},
+                after.get("config") or {},
+                secret_keys,
+                changes,
+            )
         elif before.get(field) != after.get(field):
             changes.append({"field": field, "old": before.get(field), "new": after.get(field)})
     return changes
@@ -42,8 +55,9 @@ _ABSENT = object()
 
 def _diff_objects(path, old, new, secret_keys, changes):
     for key in [*old, *(key for key in new if key not in old)]:
-        _diff_value(f"{path}.{key}", key, old.get(key, _ABSENT), new.get(key, _ABSENT),
-                    secret_keys, changes)
+        _diff_value(
+            f"{path}.{key}", key, old.get(key, _ABSENT), new.get(key, _ABSENT), secret_keys, changes
+        )
 
 
 def _diff_value(path, key, old, new, secret_keys, changes):
@@ -54,9 +68,13 @@ def _diff_value(path, key, old, new, secret_keys, changes):
     elif isinstance(old, dict) and isinstance(new, dict):
         _diff_objects(path, old, new, secret_keys, changes)
     else:  # (a value that is an object or array may hold secrets of its own)
-        changes.append({"field": path,
-                        "old": None if old is _ABSENT else masked(old, secret_keys),
-                        "new": None if new is _ABSENT else masked(new, secret_keys)})
+        changes.append(
+            {
+                "field": path,
+                "old": None if old is _ABSENT else masked(old, secret_keys),
+                "new": None if new is _ABSENT else masked(new, secret_keys),
+            }
+        )
 
 
 # Where the row and its entry are written by one statement (data-modifying CTEs): one
@@ -71,8 +89,9 @@ ENTRY = ("user_id", "request_id", "action", "changes", "created_date")
 def _with_entry(statement):
     """`statement` and the insert of its entry as one (data-modifying CTEs), built once."""
     row = statement.cte("written")
-    entry = select(row.c.id, *(bindparam(f"entry_{name}", type_=HISTORY.c[name].type)
-                               for name in ENTRY))
+    entry = select(
+        row.c.id, *(bindparam(f"entry_{name}", type_=HISTORY.c[name].type) for name in ENTRY)
+    )
     logged = HISTORY_INSERT.from_select(["application_id", *ENTRY], entry).cte("logged")
     return select(row).add_cte(logged)
 
@@ -91,18 +110,28 @@ def written(session, statement, parameters, action, changes):
     }
     connection = session.connection()
     if ONE_STATEMENT[connection.dialect.name]:
-        row = connection.execute(_with_entry(statement), {
-            **parameters, **{f"entry_{name}": value for name, value in entry.items()}
-        }).mappings().one()
+        row = (
+            connection.execute(
+                _with_entry(statement),
+                {**parameters, **{f"entry_{name}": value for name, value in entry.items()}},
+            )
+            .mappings()
+            .one()
+        )
     else:
         row = connection.execute(statement, parameters).mappings().one()
         connection.execute(HISTORY_INSERT, {**entry, "application_id": row["id"]})
     for change in changes:
         # (a new application only when it points app_proxy somewhere)
         if change["field"] in SENSITIVE and (action != "create" or change.get("new")):
-            log.warning("application %s: %s changed from %r to %r (user %s)", row["id"],
-                        change["field"], change.get("old"), change.get("new"),
-                        entry["user_id"])
+            log.warning(
+                "application %s: %s changed from %r to %r (user %s)",
+                row["id"],
+                change["field"],
+                change.get("old"),
+                change.get("new"),
+                entry["user_id"],
+            )
     return row
 
 
@@ -115,6 +144,11 @@ def page_statements(app_id, args, page, size):
     if "user" in args:
         where.append(table.c.user_id == args["user"])
     count = select(func.count()).select_from(table).where(*where)
-    rows = (select(table).where(*where).order_by(table.c.id.desc())
-            .limit(size).offset((page - 1) * size))
+    rows = (
+        select(table)
+        .where(*where)
+        .order_by(table.c.id.desc())
+        .limit(size)
+        .offset((page - 1) * size)
+    )
     return count, rows

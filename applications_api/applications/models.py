@@ -34,7 +34,8 @@ class Application(db.Model):
     config = db.Column(
         # json, not jsonb, on PostgreSQL: it keeps key order and accepts any string
         # JSON can carry (jsonb refuses \u0000); config is never queried into.
-        db.JSON, nullable=True
+        db.JSON,
+        nullable=True,
     )
     is_active = db.Column(db.Boolean, nullable=False, default=True, index=True)
     remote_object_id = db.Column(db.BigInteger, nullable=True)
@@ -45,17 +46,16 @@ class Application(db.Model):
     is_proxy_available = db.Column(db.Boolean, nullable=False, default=False)
     related_application_id = db.Column(db.String(RELATED_ID_MAX_LENGTH), nullable=True)
     created_date = db.Column(UTCDateTime, nullable=False, default=utcnow, index=True)
-    modified_date = db.Column(
-        UTCDateTime, nullable=False, default=utcnow, index=True
-    )
+    modified_date = db.Column(UTCDateTime, nullable=False, default=utcnow, index=True)
 
     # Every write bumps it, holding the row's lock (service.py).
     version = db.Column(db.Integer, nullable=False, default=1, server_default="1")
 
     __table_args__ = (
         # related_application_id__iexact compares lower-cased values.
-        db.Index("ix_applications_related_application_id_lower",
-                 db.func.lower(related_application_id)),
+        db.Index(
+            "ix_applications_related_application_id_lower", db.func.lower(related_application_id)
+        ),
     )
 
 
@@ -75,5 +75,4 @@ class ApplicationChange(db.Model):
     # [{"field": "config.web_url", "old": ..., "new": ...}], or {"field", "secret": true}
     changes = db.Column(db.JSON, nullable=False)
 
-    __table_args__ = (db.Index("ix_application_changes_application_id_id",
-                               "application_id", "id"),)
+    __table_args__ = (db.Index("ix_application_changes_application_id_id", "application_id", "id"),)

@@ -109,7 +109,7 @@ class ApplicationFieldsSchema(ma.Schema):
     config = Config(
         metadata={
             "description": "Free-form object. `web_url`, when present, must be an absolute "
-            "http(s) URL with a host. `visible_type` is stored as \"empty\" when absent.",
+            'http(s) URL with a host. `visible_type` is stored as "empty" when absent.',
             "example": {"web_url": "https://extension.example.com/", "visible_type": "empty"},
         }
     )
@@ -120,7 +120,8 @@ class ApplicationFieldsSchema(ma.Schema):
     is_visible = ma.fields.Boolean(metadata={"example": True})
     is_proxy_available = ma.fields.Boolean(metadata={"example": False})
     related_application_id = Text(
-        allow_none=True, validate=[validate.Length(max=RELATED_ID_MAX_LENGTH)],
+        allow_none=True,
+        validate=[validate.Length(max=RELATED_ID_MAX_LENGTH)],
         metadata={"example": "shop-front-1"},
     )
 
@@ -179,7 +180,9 @@ class ApplicationSchema(ma.Schema):
     """
 
     CONVERSIONS = {
-        ma.fields.Integer: None, ma.fields.String: None, ma.fields.Boolean: None,
+        ma.fields.Integer: None,
+        ma.fields.String: None,
+        ma.fields.Boolean: None,
         ma.fields.DateTime: lambda value, secret_keys: value.isoformat(),
         MaskedConfig: masked,
     }
@@ -188,24 +191,34 @@ class ApplicationSchema(ma.Schema):
         conversions = self._conversions()
         secret_keys = patterns()
         rows = obj if many else [obj]
-        dumped = [{name: (value if convert is None or value is None
-                          else convert(value, secret_keys))
-                   for name, convert in conversions for value in (row[name],)}
-                  for row in rows]
+        dumped = [
+            {
+                name: (value if convert is None or value is None else convert(value, secret_keys))
+                for name, convert in conversions
+                for value in (row[name],)
+            }
+            for row in rows
+        ]
         return dumped if many else dumped[0]
 
     def _conversions(self):
         if not hasattr(self, "_converters"):
-            self._converters = [(name, self.CONVERSIONS[type(field)])
-                                for name, field in self.dump_fields.items()]
+            self._converters = [
+                (name, self.CONVERSIONS[type(field)]) for name, field in self.dump_fields.items()
+            ]
         return self._converters
 
     id = ma.fields.Integer(required=True)
     name = ma.fields.String(required=True)
     application_type = ma.fields.String(required=True, validate=validate.OneOf(APPLICATION_TYPES))
-    config = MaskedConfig(required=True, allow_none=True, metadata={
-        "description": "Values of keys named like APPLICATION_SECRET_KEYS read as "
-                       f'"{MASK}"; send that back to keep the stored value.'})
+    config = MaskedConfig(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Values of keys named like APPLICATION_SECRET_KEYS read as "
+            f'"{MASK}"; send that back to keep the stored value.'
+        },
+    )
     is_active = ma.fields.Boolean(required=True)
     remote_object_id = ma.fields.Integer(required=True, allow_none=True)
     created_by = ma.fields.Integer(required=True, allow_none=True)
@@ -237,11 +250,14 @@ class ApplicationListArgsSchema(PagedArgsSchema):
     # and "-id" would become VALUE_4.
     sort = ma.fields.String(
         load_default="id",
-        validate=validate.Regexp(f"^-?({'|'.join(SORT_KEYS)})$",
-                                 error=f"Must be one of {', '.join(SORT_KEYS)}, "
-                                       "with a - prefix for descending."),
-        metadata={"description": "Sort key, `-` prefix for descending. Default `id`.",
-                  "example": "-created_date"},
+        validate=validate.Regexp(
+            f"^-?({'|'.join(SORT_KEYS)})$",
+            error=f"Must be one of {', '.join(SORT_KEYS)}, with a - prefix for descending.",
+        ),
+        metadata={
+            "description": "Sort key, `-` prefix for descending. Default `id`.",
+            "example": "-created_date",
+        },
     )
 
 
@@ -251,8 +267,9 @@ class ChangeSchema(ma.Schema):
     field = ma.fields.String(required=True, metadata={"example": "config.web_url"})
     old = ma.fields.Raw(allow_none=True, metadata={"example": "https://old.example.com/"})
     new = ma.fields.Raw(allow_none=True, metadata={"example": "https://new.example.com/"})
-    secret = ma.fields.Boolean(metadata={"description": "A secret changed; its values are "
-                                                        "never kept."})
+    secret = ma.fields.Boolean(
+        metadata={"description": "A secret changed; its values are never kept."}
+    )
 
 
 class ApplicationChangeSchema(ma.Schema):
@@ -260,19 +277,26 @@ class ApplicationChangeSchema(ma.Schema):
 
     id = ma.fields.Integer(required=True)
     application_id = ma.fields.Integer(required=True)
-    user_id = ma.fields.Integer(required=True, allow_none=True,
-                                metadata={"description": "Who wrote (null: not a user)."})
+    user_id = ma.fields.Integer(
+        required=True, allow_none=True, metadata={"description": "Who wrote (null: not a user)."}
+    )
     created_date = ma.fields.DateTime(required=True)
     request_id = ma.fields.String(required=True, allow_none=True)
-    action = ma.fields.String(required=True, validate=validate.OneOf(
-        ("create", "replace", "update", "delete")))
+    action = ma.fields.String(
+        required=True, validate=validate.OneOf(("create", "replace", "update", "delete"))
+    )
     changes = ma.fields.List(ma.fields.Nested(ChangeSchema), required=True)
 
 
 class HistoryArgsSchema(PagedArgsSchema):
-
-    since = ma.fields.AwareDateTime(default_timezone=None, metadata={
-        "description": "Only entries at or after this time (ISO 8601 with a zone).",
-        "example": "2026-11-26T00:00:00+00:00"})
-    user = ma.fields.Integer(validate=validate.Range(min=1, max=2**31 - 1),
-                             metadata={"description": "Only this user's entries (user id)."})
+    since = ma.fields.AwareDateTime(
+        default_timezone=None,
+        metadata={
+            "description": "Only entries at or after this time (ISO 8601 with a zone).",
+            "example": "2026-11-26T00:00:00+00:00",
+        },
+    )
+    user = ma.fields.Integer(
+        validate=validate.Range(min=1, max=2**31 - 1),
+        metadata={"description": "Only this user's entries (user id)."},
+    )

@@ -21,8 +21,7 @@ def patterns():
 def _matcher(secret_keys):
     if not secret_keys:
         return None
-    return re.compile("|".join(translate(pattern) for pattern in secret_keys),
-                      re.IGNORECASE).match
+    return re.compile("|".join(translate(pattern) for pattern in secret_keys), re.IGNORECASE).match
 
 
 def is_secret(key, secret_keys):
@@ -34,8 +33,10 @@ def masked(value, secret_keys):
     if secret_keys is None:
         return value
     if isinstance(value, dict):
-        return {key: MASK if is_secret(key, secret_keys) else masked(item, secret_keys)
-                for key, item in value.items()}
+        return {
+            key: MASK if is_secret(key, secret_keys) else masked(item, secret_keys)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [masked(item, secret_keys) for item in value]
     return value

@@ -42,16 +42,22 @@ TABLE = Application.__table__
 APPLICATION_BY_ID = select(TABLE).where(TABLE.c.id == bindparam("app_id"))
 LOCKED_BY_ID = APPLICATION_BY_ID.with_for_update()  # (SQLite: its BEGIN IMMEDIATE locks)
 # What a create leaves out and the column supplies (a history entry lists them too).
-COLUMN_DEFAULTS = {column.name: column.default.arg for column in TABLE.c
-                   if column.default is not None and column.default.is_scalar}
+COLUMN_DEFAULTS = {
+    column.name: column.default.arg
+    for column in TABLE.c
+    if column.default is not None and column.default.is_scalar
+}
 # Writes set every column from parameters, so each is one statement built and compiled
 # once (building an INSERT or UPDATE per request cost more than its round trip).
 WRITTEN = tuple(column.name for column in TABLE.c if column.name not in ("id", "version"))
-_FROM_PARAMETERS = {name: bindparam(f"new_{name}", type_=TABLE.c[name].type)
-                    for name in WRITTEN}
+_FROM_PARAMETERS = {name: bindparam(f"new_{name}", type_=TABLE.c[name].type) for name in WRITTEN}
 INSERT = TABLE.insert().values(_FROM_PARAMETERS).returning(*TABLE.c)
-UPDATE = (TABLE.update().where(TABLE.c.id == bindparam("app_id"))
-          .values({**_FROM_PARAMETERS, "version": TABLE.c.version + 1}).returning(*TABLE.c))
+UPDATE = (
+    TABLE.update()
+    .where(TABLE.c.id == bindparam("app_id"))
+    .values({**_FROM_PARAMETERS, "version": TABLE.c.version + 1})
+    .returning(*TABLE.c)
+)
 
 
 def _parameters(values):
@@ -81,8 +87,9 @@ def _locked(app_id=None):
         if "lock" not in str(error.orig).lower():
             raise
         what = f"Application {app_id} is" if app_id else "Applications are"
-        abort(503, message=f"{what} being changed by others; try again.",
-              headers={"Retry-After": "1"})
+        abort(
+            503, message=f"{what} being changed by others; try again.", headers={"Retry-After": "1"}
+        )
 
 
 def version_of(row):
@@ -108,14 +115,21 @@ def _write(app_id, action, change, precondition=None):
             precondition(row)
         after = {**row, **change(row), "modified_date": utcnow()}
         changes = history.diff(row, after, secrets.patterns())
-        return history.written(db.session, UPDATE, {"app_id": app_id, **_parameters(after)},
-                               action, changes)
+        return history.written(
+            db.session, UPDATE, {"app_id": app_id, **_parameters(after)}, action, changes
+        )
 
 
 def create_application(data, created_by):
     now = utcnow()
-    values = {**COLUMN_DEFAULTS, **data, "config": with_defaults(data.get("config")),
-              "created_by": created_by, "created_date": now, "modified_date": now}
+    values = {
+        **COLUMN_DEFAULTS,
+        **data,
+        "config": with_defaults(data.get("config")),
+        "created_by": created_by,
+        "created_date": now,
+        "modified_date": now,
+    }
     changes = history.diff({}, values, secrets.patterns())
     if history.ONE_STATEMENT[db.engine.dialect.name]:  # atomic alone: no BEGIN, no COMMIT
         end_reads()
@@ -132,10 +146,12 @@ def update_application(app_id, data, *, merge_config, precondition=None):
     def change(row):
         values = dict(data)
         if "config" in values:
-            config = merge_patch(row["config"], values["config"]) if merge_config \
-                else values["config"]
+            config = (
+                merge_patch(row["config"], values["config"]) if merge_config else values["config"]
+            )
             values["config"] = with_defaults(
-                secrets.unmasked(config, row["config"], secrets.patterns()))
+                secrets.unmasked(config, row["config"], secrets.patterns())
+            )
         return values
 
     return _write(app_id, "update" if merge_config else "replace", change, precondition)

@@ -59,9 +59,13 @@ class Applications(MethodView):
         return page
 
     @blp.arguments(ApplicationCreateSchema())
-    @blp.response(201, ApplicationSchema, headers={
-        "Location": {"description": "URL of the new application", "schema": {"type": "string"}}
-    })
+    @blp.response(
+        201,
+        ApplicationSchema,
+        headers={
+            "Location": {"description": "URL of the new application", "schema": {"type": "string"}}
+        },
+    )
     @blp.documents_errors(401, 403, 413, 415, 503)
     def post(self, data):
         """Create an application (staff only)"""
@@ -71,8 +75,13 @@ class Applications(MethodView):
 
 
 # An example, so Swagger UI's "Try it out" is filled in: the first application.
-APP_ID = {"in": "path", "name": "app_id", "required": True, "example": 1,
-          "schema": {"type": "integer", "minimum": 1, "maximum": service.MAX_ID}}
+APP_ID = {
+    "in": "path",
+    "name": "app_id",
+    "required": True,
+    "example": 1,
+    "schema": {"type": "integer", "minimum": 1, "maximum": service.MAX_ID},
+}
 
 
 @blp.route("/<int:app_id>/", parameters=[APP_ID])
@@ -94,8 +103,9 @@ class Application(MethodView):
         Optional fields left out keep their stored value; a given `config` replaces the
         stored one.
         """
-        return _tagged(service.update_application(app_id, data, merge_config=False,
-                                                  precondition=_if_match))
+        return _tagged(
+            service.update_application(app_id, data, merge_config=False, precondition=_if_match)
+        )
 
     @blp.etag
     @blp.arguments(ApplicationPatchSchema())
@@ -106,8 +116,9 @@ class Application(MethodView):
 
         `config` is merged into the stored one as an RFC 7396 JSON Merge Patch.
         """
-        return _tagged(service.update_application(app_id, data, merge_config=True,
-                                                  precondition=_if_match))
+        return _tagged(
+            service.update_application(app_id, data, merge_config=True, precondition=_if_match)
+        )
 
     @blp.etag
     @blp.response(204)

@@ -31,8 +31,10 @@ ACTIVE_USER_OF_TOKEN = (
 
 TOUCH_TOKEN = (
     update(Token)
-    .where(Token.key_digest == bindparam("digest"),
-           or_(Token.last_used.is_(None), Token.last_used < bindparam("stale_before")))
+    .where(
+        Token.key_digest == bindparam("digest"),
+        or_(Token.last_used.is_(None), Token.last_used < bindparam("stale_before")),
+    )
     .values(last_used=bindparam("now"))
 )
 _touched = {}  # digest → when this process last wrote the token's last_used
@@ -80,8 +82,14 @@ def _touch(digest):
     _touched[digest] = now
     when = utcnow()
     try:
-        reads().execute(TOUCH_TOKEN, {"digest": digest, "now": when,
-                                      "stale_before": when - timedelta(seconds=LAST_USED_EVERY)})
+        reads().execute(
+            TOUCH_TOKEN,
+            {
+                "digest": digest,
+                "now": when,
+                "stale_before": when - timedelta(seconds=LAST_USED_EVERY),
+            },
+        )
     except OperationalError as error:  # a busy SQLite file, say: the next minute will do
         log.info("token last_used not updated: %s", error)
 

@@ -32,17 +32,28 @@ def create_token(username, staff):
 @click.argument("username", required=False)
 def list_tokens(username):
     """List tokens (of USERNAME, or everyone's): prefix, user, created, last used."""
-    query = (select(Token.prefix, User.username, User.is_active, User.is_staff,
-                    Token.created_date, Token.last_used)
-             .join(User, Token.user_id == User.id).order_by(Token.created_date, Token.id))
+    query = (
+        select(
+            Token.prefix,
+            User.username,
+            User.is_active,
+            User.is_staff,
+            Token.created_date,
+            Token.last_used,
+        )
+        .join(User, Token.user_id == User.id)
+        .order_by(Token.created_date, Token.id)
+    )
     if username:
         query = query.where(User.username == _user(username).username)
     rows = db.session.execute(query).all()
     click.echo(f"{'PREFIX':<9} {'USER':<24} {'CREATED':<26} LAST USED")
     for prefix, name, active, staff, created, last_used in rows:
         flags = "".join((" (staff)" if staff else "", " (inactive)" if not active else ""))
-        click.echo(f"{prefix or '-':<9} {name + flags:<24} {_when(created):<26} "
-                   f"{_when(last_used) if last_used else 'never'}")
+        click.echo(
+            f"{prefix or '-':<9} {name + flags:<24} {_when(created):<26} "
+            f"{_when(last_used) if last_used else 'never'}"
+        )
 
 
 @commands.cli.command("revoke-token")
@@ -52,7 +63,8 @@ def revoke_token(prefix):
     matching = db.session.scalars(select(Token.id).where(Token.prefix == prefix)).all()
     if len(matching) != 1:
         raise click.ClickException(
-            f"no token has the prefix {prefix!r}" if not matching
+            f"no token has the prefix {prefix!r}"
+            if not matching
             else f"{len(matching)} tokens have the prefix {prefix!r}: none revoked"
         )
     db.session.execute(delete(Token).where(Token.id == matching[0]))
@@ -76,8 +88,12 @@ def activate_user(username):
 
 @commands.cli.command("set-staff")
 @click.argument("username")
-@click.option("--on/--off", "staff", required=True,
-              help="Whether USERNAME may create, update and delete applications.")
+@click.option(
+    "--on/--off",
+    "staff",
+    required=True,
+    help="Whether USERNAME may create, update and delete applications.",
+)
 def set_staff(username, staff):
     """Promote USERNAME to staff (--on) or demote it to reader (--off)."""
     _set(username, is_staff=staff)

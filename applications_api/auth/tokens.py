@@ -27,6 +27,5 @@ def issue_token(username, *, staff=False):
             db.session.add(user)
         elif staff:
             user.is_staff = True
-        db.session.add(Token(key_digest=key_digest(key), prefix=key[:PREFIX_LENGTH],
-                             user=user))
+        db.session.add(Token(key_digest=key_digest(key), prefix=key[:PREFIX_LENGTH], user=user))
     return key

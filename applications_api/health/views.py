@@ -4,9 +4,7 @@ from sqlalchemy import text
 
 from ..extensions import Blueprint, reads
 
-blp = Blueprint(
-    "health", __name__, url_prefix="/api/v1/healthcheck", description="Service health."
-)
+blp = Blueprint("health", __name__, url_prefix="/api/v1/healthcheck", description="Service health.")
 
 
 class HealthSchema(ma.Schema):

@@ -21,8 +21,7 @@ def upgrade():
     # pg_trgm is a trusted extension (PostgreSQL 13+): the database owner may create it.
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     op.execute(
-        "CREATE INDEX ix_applications_name_trgm ON applications "
-        "USING gin (name gin_trgm_ops)"
+        "CREATE INDEX ix_applications_name_trgm ON applications USING gin (name gin_trgm_ops)"
     )
 
 

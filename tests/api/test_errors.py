@@ -42,7 +42,9 @@ def test_an_unexpected_error_is_500_json_without_traceback(fresh_app):
     response = fresh_app.test_client().get("/broken")
     assert response.status_code == 500
     assert response.json == {
-        "code": 500, "status": "Internal Server Error", "message": "An unexpected error occurred."
+        "code": 500,
+        "status": "Internal Server Error",
+        "message": "An unexpected error occurred.",
     }
     assert b"secret internals" not in response.data
     assert b"Traceback" not in response.data

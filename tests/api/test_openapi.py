@@ -20,7 +20,9 @@ def spec(client):
 def test_spec_documents_every_operation(spec):
     assert spec["openapi"] == "3.1.0"
     operations = {
-        (path, method) for path, item in spec["paths"].items() for method in item
+        (path, method)
+        for path, item in spec["paths"].items()
+        for method in item
         if method in ("get", "post", "put", "patch", "delete")
     }
     assert operations >= {
@@ -55,8 +57,16 @@ def test_list_parameters_are_documented(spec):
     parameters = spec["paths"]["/api/v1/applications/"]["get"]["parameters"]
     names = {p.get("name") or p["$ref"].rsplit("/", 1)[1] for p in parameters}
     assert names == {
-        "page", "limit", "name", "application_type", "is_active", "name__contains",
-        "name__icontains", "related_application_id__iexact", "sort", "IF_NONE_MATCH",
+        "page",
+        "limit",
+        "name",
+        "application_type",
+        "is_active",
+        "name__contains",
+        "name__icontains",
+        "related_application_id__iexact",
+        "sort",
+        "IF_NONE_MATCH",
     }
     response = spec["paths"]["/api/v1/applications/"]["get"]["responses"]["200"]
     assert {"X-Pagination", "Link"} <= set(response["headers"])
@@ -103,8 +113,9 @@ def test_property_based_run_of_the_openapi_document(app, staff):
         def check(case):
             # A generated If-Match names no version the row ever had: 412 is its answer.
             stale = "If-Match" in (case.headers or {})
-            case.call_and_validate(headers=staff,
-                                   excluded_checks=[positive_data_acceptance] if stale else [])
+            case.call_and_validate(
+                headers=staff, excluded_checks=[positive_data_acceptance] if stale else []
+            )
 
         check()
 

@@ -19,15 +19,27 @@ def operations(spec):
 def test_every_operation_has_a_readable_unique_id(spec):
     ids = [operation["operationId"] for _, _, operation in operations(spec)]
     assert len(ids) == len(set(ids))
-    assert {"listApplications", "createApplication", "retrieveApplication",
-            "replaceApplication", "updateApplication", "deleteApplication",
-            "listApplicationHistory", "healthcheck", "proxyGet", "proxyPost",
-            "proxyGetBase"} <= set(ids)
+    assert {
+        "listApplications",
+        "createApplication",
+        "retrieveApplication",
+        "replaceApplication",
+        "updateApplication",
+        "deleteApplication",
+        "listApplicationHistory",
+        "healthcheck",
+        "proxyGet",
+        "proxyPost",
+        "proxyGetBase",
+    } <= set(ids)
 
 
 def test_sort_is_a_pattern_not_an_enum(spec):
-    (sort,) = [parameter for parameter in spec["paths"]["/api/v1/applications/"]["get"]
-               ["parameters"] if parameter.get("name") == "sort"]
+    (sort,) = [
+        parameter
+        for parameter in spec["paths"]["/api/v1/applications/"]["get"]["parameters"]
+        if parameter.get("name") == "sort"
+    ]
     assert "enum" not in sort["schema"] and "pattern" in sort["schema"]
 
 
@@ -40,8 +52,9 @@ def body_example(spec, schema_name):
 
 
 def test_the_body_examples_are_accepted(client, spec, staff):
-    created = client.post("/api/v1/applications/", headers=staff,
-                          json=body_example(spec, "ApplicationCreate"))
+    created = client.post(
+        "/api/v1/applications/", headers=staff, json=body_example(spec, "ApplicationCreate")
+    )
     assert created.status_code == 201, created.json
     url = f"/api/v1/applications/{created.json['id']}/"
     replaced = client.put(url, headers=staff, json=body_example(spec, "ApplicationReplace"))
@@ -52,8 +65,7 @@ def test_the_body_examples_are_accepted(client, spec, staff):
 
 def test_writes_document_every_status_they_return(spec):
     put = spec["paths"]["/api/v1/applications/{app_id}/"]["put"]
-    assert {"200", "400", "401", "403", "404", "412", "413", "415", "503"} <= set(
-        put["responses"])
+    assert {"200", "400", "401", "403", "404", "412", "413", "415", "503"} <= set(put["responses"])
     assert "428" not in put["responses"]
     if_match = [p for p in put["parameters"] if p.get("name") == "If-Match"]
     assert if_match and not if_match[0]["required"]
@@ -80,33 +92,52 @@ def test_a_write_changes_the_etag(client, create, staff, reader):
 def test_the_list_carries_an_etag_that_follows_its_rows(client, create, staff, reader):
     app = create(name="Listed")
     etag = client.get("/api/v1/applications/", headers=reader).headers["ETag"]
-    assert client.get("/api/v1/applications/",
-                      headers={**reader, "If-None-Match": etag}).status_code == 304
+    assert (
+        client.get("/api/v1/applications/", headers={**reader, "If-None-Match": etag}).status_code
+        == 304
+    )
     client.patch(f"/api/v1/applications/{app['id']}/", headers=staff, json={"name": "Renamed"})
-    assert client.get("/api/v1/applications/",
-                      headers={**reader, "If-None-Match": etag}).status_code == 200
+    assert (
+        client.get("/api/v1/applications/", headers={**reader, "If-None-Match": etag}).status_code
+        == 200
+    )
 
 
-@pytest.mark.parametrize("method, body", [("put", {"name": "New", "application_type": "oms",
-                                                   "is_active": True, "is_visible": False,
-                                                   "is_proxy_available": False}),
-                                          ("patch", {"name": "New"}),
-                                          ("delete", None)])
-def test_if_match_refuses_a_stale_write_and_allows_a_current_one(client, create, staff, method,
-                                                                 body):
+@pytest.mark.parametrize(
+    "method, body",
+    [
+        (
+            "put",
+            {
+                "name": "New",
+                "application_type": "oms",
+                "is_active": True,
+                "is_visible": False,
+                "is_proxy_available": False,
+            },
+        ),
+        ("patch", {"name": "New"}),
+        ("delete", None),
+    ],
+)
+def test_if_match_refuses_a_stale_write_and_allows_a_current_one(
+    client, create, staff, method, body
+):
     url = f"/api/v1/applications/{create(name='Old')['id']}/"
     stale = client.get(url, headers=staff).headers["ETag"]
     client.patch(url, headers=staff, json={"is_visible": True})
     current = client.get(url, headers=staff).headers["ETag"]
-    refused = client.open(url, method=method.upper(), json=body,
-                          headers={**staff, "If-Match": stale})
+    refused = client.open(
+        url, method=method.upper(), json=body, headers={**staff, "If-Match": stale}
+    )
     assert refused.status_code == 412
     assert refused.json["code"] == 412
     assert client.get(url, headers=staff).headers["ETag"] == current  # nothing written
     history = client.get(url + "history/", headers=staff).json
     assert len(history) == 2  # the create and the PATCH, not the refused write
-    done = client.open(url, method=method.upper(), json=body,
-                       headers={**staff, "If-Match": current})
+    done = client.open(
+        url, method=method.upper(), json=body, headers={**staff, "If-Match": current}
+    )
     assert done.status_code in (200, 204)
 
 
@@ -134,8 +165,7 @@ def test_a_doubled_slash_is_a_json_404(client, reader):
 
 
 def test_delete_is_a_bare_204(client, create, staff):
-    response = client.delete(f"/api/v1/applications/{create(name='Gone')['id']}/",
-                             headers=staff)
+    response = client.delete(f"/api/v1/applications/{create(name='Gone')['id']}/", headers=staff)
     assert response.status_code == 204
     assert response.data == b""
     assert "Content-Type" not in response.headers

@@ -111,21 +111,33 @@ def test_start_up_stops_with_one_clear_line():
 def test_production_denies_loopback_by_default_development_does_not():
     production = load_settings({"APP_ENV": "production", "APP_PROXY_SIGNING_KEY": "k"})
     assert [str(n) for n in production.proxy_denied_networks] == [
-        "127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10"]
+        "127.0.0.0/8",
+        "::1/128",
+        "169.254.0.0/16",
+        "fe80::/10",
+    ]
     assert "127.0.0.0/8" not in [str(n) for n in load_settings({}).proxy_denied_networks]
-    chosen = load_settings({"APP_ENV": "production", "APP_PROXY_SIGNING_KEY": "k",
-                            "APP_PROXY_DENIED_NETWORKS": "10.0.0.0/8"})
+    chosen = load_settings(
+        {
+            "APP_ENV": "production",
+            "APP_PROXY_SIGNING_KEY": "k",
+            "APP_PROXY_DENIED_NETWORKS": "10.0.0.0/8",
+        }
+    )
     assert [str(n) for n in chosen.proxy_denied_networks] == ["10.0.0.0/8"]
 
 
-@pytest.mark.parametrize("bind, own", [
-    ("", [("127.0.0.1/32", 8000)]),
-    ("10.0.0.5:8000", [("10.0.0.5/32", 8000)]),
-    ("0.0.0.0:5000", [("127.0.0.0/8", 5000), ("::1/128", 5000)]),
-    ("[::]:5000", [("127.0.0.0/8", 5000), ("::1/128", 5000)]),
-    ("localhost:5000", [("127.0.0.0/8", 5000), ("::1/128", 5000)]),
-    ("unix:/run/app.sock", []),
-])
+@pytest.mark.parametrize(
+    "bind, own",
+    [
+        ("", [("127.0.0.1/32", 8000)]),
+        ("10.0.0.5:8000", [("10.0.0.5/32", 8000)]),
+        ("0.0.0.0:5000", [("127.0.0.0/8", 5000), ("::1/128", 5000)]),
+        ("[::]:5000", [("127.0.0.0/8", 5000), ("::1/128", 5000)]),
+        ("localhost:5000", [("127.0.0.0/8", 5000), ("::1/128", 5000)]),
+        ("unix:/run/app.sock", []),
+    ],
+)
 def test_the_services_own_address_comes_from_gunicorn_bind(bind, own):
     settings = load_settings({"GUNICORN_BIND": bind})
     assert [(str(net), port) for net, port in settings.proxy_own_addresses] == own

@@ -28,16 +28,19 @@ def user_at(received, app_id, body=None, key=None):
     application's (the tests' deployment secret's by default)."""
     key = signing.application_key(SIGNING_KEY, app_id) if key is None else key
     url = f"http://{received.headers['Host']}{received.path}"
-    return verified_user(signing.key_id(app_id), key, received.method, url,
-                         received.headers, body)
+    return verified_user(signing.key_id(app_id), key, received.method, url, received.headers, body)
 
 
 def send_raw(base_url, method, target, headers, body=None, chunks=None):
     """Send the request line exactly as given (str targets as UTF-8 bytes); return the
     status. `chunks`: a chunked body."""
     host, port = base_url.removeprefix("http://").split(":")
-    head = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
-            *(f"{name}: {value}" for name, value in headers.items())]
+    head = [
+        f"{method} {target} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Connection: close",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
     payload = b""
     if body is not None:
         head.append(f"Content-Length: {len(body)}")

@@ -42,8 +42,16 @@ class HttpClient:
         self.session = requests.Session()
 
     def open(self, path, method="GET", headers=None, data=None):
-        return Answer(self.session.request(method, self.url + path, headers=headers, data=data,
-                                           allow_redirects=False, timeout=30))
+        return Answer(
+            self.session.request(
+                method,
+                self.url + path,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                timeout=30,
+            )
+        )
 
     def get(self, path, **kwargs):
         return self.open(path, "GET", **kwargs)
@@ -71,9 +79,11 @@ class Proxy:
             self._url = live.url
             if self.via == "nginx":
                 port = free_port()
-                overrides = {directive: f"{round(float(self.settings[name]) * 1000)}ms"
-                             for name, directive in NGINX_DIRECTIVES.items()
-                             if name in self.settings}
+                overrides = {
+                    directive: f"{round(float(self.settings[name]) * 1000)}ms"
+                    for name, directive in NGINX_DIRECTIVES.items()
+                    if name in self.settings
+                }
                 overrides.update(self.nginx_directives)
                 site = deployed_site(port, int(live.url.rsplit(":", 1)[1]), **overrides)
                 nginx = Nginx(site, port, ready_path="/api/v1/healthcheck/")
@@ -101,16 +111,17 @@ def proxy_with(database_url, via):
     """proxy_with(nginx={directive: value}, **settings): the proxy on `via`, the app
     built with these settings (and nginx's site with these directives)."""
     with ExitStack() as stack:
-        yield lambda nginx=None, **settings: make_proxy(database_url, via, stack, nginx,
-                                                        **settings)
+        yield lambda nginx=None, **settings: make_proxy(database_url, via, stack, nginx, **settings)
 
 
 @pytest.fixture(scope="session")
 def default_proxies(app, database_url):
     """The proxy with the test settings (caches off), one of each, kept for the session."""
     with ExitStack() as stack:
-        yield {"python": Proxy("python", app, stack, {}),
-               "nginx": lambda: make_proxy(database_url, "nginx", stack)}
+        yield {
+            "python": Proxy("python", app, stack, {}),
+            "nginx": lambda: make_proxy(database_url, "nginx", stack),
+        }
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ def proxy_url(app_id, path=""):
     return f"/api/v1/app_proxy/{app_id}/{path}"
 
 
-def test_get_is_forwarded_to_web_url_joined_with_path_and_query(proxy, reader, proxied,
-                                                                upstream):
-    response = proxy.client.get(proxy_url(proxied["id"], "orders/7?expand=items&x=%2F"),
-                                headers=reader)
+def test_get_is_forwarded_to_web_url_joined_with_path_and_query(proxy, reader, proxied, upstream):
+    response = proxy.client.get(
+        proxy_url(proxied["id"], "orders/7?expand=items&x=%2F"), headers=reader
+    )
     assert response.status_code == 200
     assert upstream.last.method == "GET"
     assert upstream.last.path == "/base/orders/7?expand=items&x=%2F"
@@ -34,7 +34,9 @@ def test_web_url_without_trailing_slash_is_still_the_base(create, proxy, reader,
 @pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
 def test_every_method_is_forwarded(proxy, reader, proxied, upstream, method):
     response = proxy.client.open(
-        proxy_url(proxied["id"], "thing"), method=method, headers=reader,
+        proxy_url(proxied["id"], "thing"),
+        method=method,
+        headers=reader,
         data=b"payload" if method in ("POST", "PUT", "PATCH") else None,
     )
     assert response.status_code == 200
@@ -63,8 +65,7 @@ def test_no_token_is_401_and_nothing_reaches_the_upstream(proxy, proxied, upstre
         {"config": {"visible_type": "empty"}},
     ],
 )
-def test_404_unless_active_proxy_available_with_web_url(create, proxy, reader, upstream,
-                                                        fields):
+def test_404_unless_active_proxy_available_with_web_url(create, proxy, reader, upstream, fields):
     base = {"is_proxy_available": True, "config": {"web_url": upstream.url}}
     app = create(**{**base, **fields})
     response = proxy.client.get(proxy_url(app["id"], "x"), headers=reader)
@@ -113,14 +114,24 @@ def test_headers_forwarded_and_withheld(proxy, reader, proxied, upstream):
     headers = {name.lower(): value for name, value in upstream.last.headers.items()}
     assert headers["accept"] == "application/json"
     assert headers["x-custom"] == "kept"
-    for withheld in ("authorization", "cookie", "keep-alive", "te", "upgrade",
-                     "proxy-authorization", "trailer", "forwarded", "x-real-ip"):
+    for withheld in (
+        "authorization",
+        "cookie",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+        "trailer",
+        "forwarded",
+        "x-real-ip",
+    ):
         assert withheld not in headers, withheld
     assert headers["host"] == f"127.0.0.1:{upstream.port}"
     assert headers["x-forwarded-for"] == "127.0.0.1"
     # the host the caller used: the test client's default, or nginx's address
-    assert headers["x-forwarded-host"] == ("localhost" if proxy.via == "python"
-                                           else proxy.url.removeprefix("http://"))
+    assert headers["x-forwarded-host"] == (
+        "localhost" if proxy.via == "python" else proxy.url.removeprefix("http://")
+    )
     assert headers["x-forwarded-proto"] == "http"
     assert headers["x-forwarded-prefix"] == f"/api/v1/app_proxy/{proxied['id']}"
     assert headers["x-request-id"] == "req-123"
@@ -133,8 +144,10 @@ def test_headers_forwarded_and_withheld(proxy, reader, proxied, upstream):
 def test_headers_the_callers_connection_names_never_reach_the_backend(
     proxy, reader, proxied, upstream
 ):
-    response = proxy.client.get(proxy_url(proxied["id"], "x"), headers={
-        **reader, "Connection": "keep-alive, X-Hop", "X-Hop": "hop", "X-Kept": "kept"})
+    response = proxy.client.get(
+        proxy_url(proxied["id"], "x"),
+        headers={**reader, "Connection": "keep-alive, X-Hop", "X-Hop": "hop", "X-Kept": "kept"},
+    )
     if proxy.via == "python":  # removed, as RFC 9110 §7.6.1 asks
         assert response.status_code == 200
         assert "X-Hop" not in upstream.last.headers
@@ -167,9 +180,16 @@ def user_id_of(app, username):
 
 def test_upstream_status_headers_and_body_come_back(proxy, reader, proxied, upstream):
     upstream.answer = lambda handler, record: send(
-        handler, 418, b"teapot body",
-        {"Content-Type": "text/plain", "X-Upstream": "yes", "Set-Cookie": "a=b",
-         "Connection": "X-Secret-Hop", "X-Secret-Hop": "no"},
+        handler,
+        418,
+        b"teapot body",
+        {
+            "Content-Type": "text/plain",
+            "X-Upstream": "yes",
+            "Set-Cookie": "a=b",
+            "Connection": "X-Secret-Hop",
+            "X-Secret-Hop": "no",
+        },
     )
     response = proxy.client.get(proxy_url(proxied["id"], "x"), headers=reader)
     assert response.status_code == 418
@@ -188,15 +208,15 @@ def test_no_content_type_is_invented(proxy, reader, proxied, upstream):
     assert "Content-Type" not in response.headers
 
 
-def test_redirects_are_passed_back_and_rewritten_under_the_proxy(
-    proxy, reader, proxied, upstream
-):
-    answers = iter([
-        f"{upstream.url}/base/login?next=%2Fhome",
-        "/base/relative/target",
-        "https://elsewhere.example/page",
-        "/outside/base",
-    ])
+def test_redirects_are_passed_back_and_rewritten_under_the_proxy(proxy, reader, proxied, upstream):
+    answers = iter(
+        [
+            f"{upstream.url}/base/login?next=%2Fhome",
+            "/base/relative/target",
+            "https://elsewhere.example/page",
+            "/outside/base",
+        ]
+    )
     upstream.answer = lambda handler, record: send(handler, 302, b"", {"Location": next(answers)})
     app_id = proxied["id"]
     expected = [
@@ -222,13 +242,15 @@ def test_proxy_runs_at_most_one_query_per_request(
     assert len(counter.statements) == 2, counter.statements
 
 
-def test_with_caches_a_proxied_request_runs_no_query(database_url, reader, proxied, upstream,
-                                                     count_statements):
+def test_with_caches_a_proxied_request_runs_no_query(
+    database_url, reader, proxied, upstream, count_statements
+):
     from applications_api import create_app
     from tests.conftest import caches_trusted, make_env
 
-    cached = create_app(make_env(database_url, AUTH_CACHE_SECONDS="60",
-                                 APP_PROXY_CACHE_SECONDS="60"))
+    cached = create_app(
+        make_env(database_url, AUTH_CACHE_SECONDS="60", APP_PROXY_CACHE_SECONDS="60")
+    )
     caches_trusted(cached)
     client = cached.test_client()
     # warming takes up to three calls: recording the token's first use is a change that
@@ -250,8 +272,9 @@ def test_a_cached_target_expires(database_url, client, staff, reader, proxied, u
     cached = create_app(make_env(database_url, APP_PROXY_CACHE_SECONDS="0.3"))
     proxy_client = cached.test_client()
     assert proxy_client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 200
-    client.patch(f"/api/v1/applications/{proxied['id']}/", json={"is_proxy_available": False},
-                 headers=staff)
+    client.patch(
+        f"/api/v1/applications/{proxied['id']}/", json={"is_proxy_available": False}, headers=staff
+    )
     time.sleep(0.4)
     assert proxy_client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 404
 
@@ -279,8 +302,7 @@ def test_a_proxied_request_checks_out_one_database_connection(
 
 
 def test_an_invented_method_is_a_json_405(proxy, reader, proxied, upstream):
-    response = proxy.client.open(proxy_url(proxied["id"], "x"), method="QAAAA",
-                                 headers=reader)
+    response = proxy.client.open(proxy_url(proxied["id"], "x"), method="QAAAA", headers=reader)
     assert response.status_code == 405
     assert response.json["code"] == 405
     assert "GET" in response.headers["Allow"]
@@ -292,8 +314,9 @@ def test_no_client_identity_or_routing_header_of_the_callers_reaches_the_backend
 ):
     from applications_api.app_proxy.forwarding import SPOOFABLE
 
-    proxy.client.get(proxy_url(proxied["id"], "x"),
-                     headers={**reader, **{name: "spoofed" for name in SPOOFABLE}})
+    proxy.client.get(
+        proxy_url(proxied["id"], "x"), headers={**reader, **{name: "spoofed" for name in SPOOFABLE}}
+    )
     received = {name.lower(): value for name, value in upstream.last.headers.items()}
     assert upstream.last.path == "/base/x"  # no X-Original-URL took effect either
     assert [name for name in SPOOFABLE if received.get(name) == "spoofed"] == []
@@ -304,8 +327,12 @@ def test_the_backend_gets_no_header_the_caller_did_not_send(proxy, reader, proxi
     assert send_raw(proxy.url, "GET", proxy_url(proxied["id"], "x"), reader) == 200
     names = {name.lower() for name, _ in upstream.last.header_list}
     assert "user-agent" not in names and "accept-encoding" not in names
-    send_raw(proxy.url, "GET", proxy_url(proxied["id"], "x"),
-             {**reader, "User-Agent": "front/1.0", "Accept-Encoding": "gzip"})
+    send_raw(
+        proxy.url,
+        "GET",
+        proxy_url(proxied["id"], "x"),
+        {**reader, "User-Agent": "front/1.0", "Accept-Encoding": "gzip"},
+    )
     assert upstream.last.headers["User-Agent"] == "front/1.0"
     assert upstream.last.headers["Accept-Encoding"] == "gzip"
 

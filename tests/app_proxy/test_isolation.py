@@ -32,15 +32,18 @@ def dribble(handler, record, count=6, pause=1.0):
 def test_a_dribbling_backend_reaches_the_caller_as_it_sends(proxy, reader, proxied, upstream):
     upstream.answer = dribble
     started = time.monotonic()
-    with requests.get(proxy_url(proxy.url, proxied["id"]), headers=reader, stream=True,
-                      timeout=30) as response:
+    with requests.get(
+        proxy_url(proxy.url, proxied["id"]), headers=reader, stream=True, timeout=30
+    ) as response:
         assert response.status_code == 200
         first = response.raw.read(1)
         first_after = time.monotonic() - started
         second = response.raw.read(1)
         second_after = time.monotonic() - started
-    print(f"{proxy.via}: bytes 1 and 2 of 6 (one a second) after {first_after:.2f} s "
-          f"and {second_after:.2f} s")
+    print(
+        f"{proxy.via}: bytes 1 and 2 of 6 (one a second) after {first_after:.2f} s "
+        f"and {second_after:.2f} s"
+    )
     assert first + second == b"xx"
     assert first_after < 1.5
     assert second_after < 2.5
@@ -50,8 +53,10 @@ def test_a_dropped_pooled_connection_is_retried_once_for_a_get_never_for_a_post(
     proxy, reader, proxied, upstream
 ):
     upstream.drop_reused = True
-    statuses = [proxy.client.get(proxy_url("", proxied["id"]), headers=reader).status_code
-                for _ in range(10)]
+    statuses = [
+        proxy.client.get(proxy_url("", proxied["id"]), headers=reader).status_code
+        for _ in range(10)
+    ]
     assert statuses == [200] * 10
     posts_before = sum(r.method == "POST" for r in upstream.received)
     response = proxy.client.post(proxy_url("", proxied["id"]), data=b"order", headers=reader)
@@ -77,8 +82,11 @@ def test_the_bulkhead_answers_503_at_once_and_the_api_keeps_answering(
         send(handler, 200, b"done")
 
     upstream.answer = hold
-    holder = threading.Thread(target=requests.get, args=(proxy_url(bounded.url, busy["id"]),),
-                              kwargs={"headers": reader, "timeout": 30})
+    holder = threading.Thread(
+        target=requests.get,
+        args=(proxy_url(bounded.url, busy["id"]),),
+        kwargs={"headers": reader, "timeout": 30},
+    )
     holder.start()
     try:
         deadline = time.monotonic() + 5
@@ -91,8 +99,10 @@ def test_the_bulkhead_answers_503_at_once_and_the_api_keeps_answering(
         assert refused.headers["Retry-After"] == "1"
         assert refused.json()["code"] == 503
         assert "this application's share" in refused.json()["message"]
-        assert requests.get(proxy_url(bounded.url, other["id"]), headers=reader,
-                            timeout=5).status_code == 200
+        assert (
+            requests.get(proxy_url(bounded.url, other["id"]), headers=reader, timeout=5).status_code
+            == 200
+        )
         listed = requests.get(f"{bounded.url}/api/v1/applications/", headers=staff, timeout=5)
         assert listed.status_code == 200
     finally:
@@ -116,8 +126,9 @@ def test_a_trickling_download_is_cut_below_the_minimum_rate(
     strict = proxy_with(APP_PROXY_MIN_RATE="100")
     upstream.answer = lambda handler, record: dribble(handler, record, count=100, pause=0.1)
     started = time.monotonic()
-    with requests.get(proxy_url(strict.url, proxied["id"]), headers=reader, stream=True,
-                      timeout=30) as response:
+    with requests.get(
+        proxy_url(strict.url, proxied["id"]), headers=reader, stream=True, timeout=30
+    ) as response:
         assert response.status_code == 200
         with pytest.raises(urllib3.exceptions.ProtocolError):
             response.raw.read()  # cut short: an incomplete body, never a complete one
@@ -133,6 +144,7 @@ def test_a_transfer_is_cut_at_its_deadline(proxy_with, reader, proxied, upstream
             for _ in range(1000):
                 time.sleep(0.02)
                 yield b"x" * 1024
+
         try:
             send_chunked(handler, 200, chunks())
         except OSError:
@@ -140,8 +152,9 @@ def test_a_transfer_is_cut_at_its_deadline(proxy_with, reader, proxied, upstream
 
     upstream.answer = endless
     started = time.monotonic()
-    with requests.get(proxy_url(strict.url, proxied["id"]), headers=reader, stream=True,
-                      timeout=30) as response:
+    with requests.get(
+        proxy_url(strict.url, proxied["id"]), headers=reader, stream=True, timeout=30
+    ) as response:
         with pytest.raises(requests.exceptions.ChunkedEncodingError):
             for _ in response.iter_content(65536):
                 pass
@@ -149,16 +162,19 @@ def test_a_transfer_is_cut_at_its_deadline(proxy_with, reader, proxied, upstream
 
 
 @python_only
-def test_a_slow_upload_is_cut_and_frees_its_slot(proxy_with, monkeypatch, reader, proxied,
-                                                 upstream):
+def test_a_slow_upload_is_cut_and_frees_its_slot(
+    proxy_with, monkeypatch, reader, proxied, upstream
+):
     monkeypatch.setattr(python_transfer, "RATE_GRACE", 0.5)
     strict = proxy_with(APP_PROXY_MIN_RATE="100", APP_PROXY_MAX_IN_FLIGHT="1")
     host, port = strict.url.removeprefix("http://").split(":")
     started = time.monotonic()
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(f"POST /api/v1/app_proxy/{proxied['id']}/up HTTP/1.1\r\nHost: t\r\n"
-                     f"Authorization: {reader['Authorization']}\r\n"
-                     "Content-Length: 1000\r\n\r\n".encode())
+        sock.sendall(
+            f"POST /api/v1/app_proxy/{proxied['id']}/up HTTP/1.1\r\nHost: t\r\n"
+            f"Authorization: {reader['Authorization']}\r\n"
+            "Content-Length: 1000\r\n\r\n".encode()
+        )
         try:
             for _ in range(40):  # one byte every 0.1 s: 10 bytes a second
                 sock.sendall(b"x")
@@ -200,8 +216,9 @@ def test_no_database_connection_is_held_while_a_backend_stalls(
     assert requests.get(url, headers=reader, timeout=10).status_code == 200  # warm caches
     upstream.answer = stall
     calls = len(upstream.received)
-    caller = threading.Thread(target=requests.get, args=(url,),
-                              kwargs={"headers": reader, "timeout": 30})
+    caller = threading.Thread(
+        target=requests.get, args=(url,), kwargs={"headers": reader, "timeout": 30}
+    )
     caller.start()
     try:
         deadline = time.monotonic() + 5
@@ -228,9 +245,12 @@ def test_a_caller_that_breaks_off_its_upload_is_counted_as_such(
     before = {error: counted(app_id, error) for error in ("client_abort", "unreachable")}
     host, port = proxy.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(f"PUT /api/v1/app_proxy/{app_id}/up HTTP/1.1\r\nHost: t\r\n"
-                     f"Authorization: {reader['Authorization']}\r\n"
-                     "Content-Length: 100000\r\n\r\n".encode() + b"x" * 10)
+        sock.sendall(
+            f"PUT /api/v1/app_proxy/{app_id}/up HTTP/1.1\r\nHost: t\r\n"
+            f"Authorization: {reader['Authorization']}\r\n"
+            "Content-Length: 100000\r\n\r\n".encode()
+            + b"x" * 10
+        )
         sock.shutdown(socket.SHUT_WR)  # and gone
         sock.recv(65536)
     deadline = time.monotonic() + 5

@@ -11,8 +11,14 @@ def raw_get(base_url, target, headers):
     """Send `target` byte for byte (no client-side normalisation) and return the status."""
     host, port = base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        lines = [f"GET {target} HTTP/1.1", f"Host: {host}", "Connection: close",
-                 *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+        lines = [
+            f"GET {target} HTTP/1.1",
+            f"Host: {host}",
+            "Connection: close",
+            *(f"{k}: {v}" for k, v in headers.items()),
+            "",
+            "",
+        ]
         sock.sendall("\r\n".join(lines).encode())
         reply = b""
         while chunk := sock.recv(65536):
@@ -68,8 +74,9 @@ def test_a_hostname_resolving_into_a_denied_network_is_refused():
 
     # localhost resolves to 127.0.0.1 (and ::1); deny loopback and it is refused
     with pytest.raises(DeniedAddress):
-        approved_address("localhost", 80, (ipaddress.ip_network("127.0.0.0/8"),
-                                           ipaddress.ip_network("::1/128")))
+        approved_address(
+            "localhost", 80, (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+        )
 
 
 def test_denied_networks_are_a_setting(proxy_with, create, reader, upstream):

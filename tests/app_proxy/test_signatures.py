@@ -44,8 +44,7 @@ TARGETS = [
 
 
 @pytest.mark.parametrize("sent, received", TARGETS)
-def test_the_target_arrives_as_sent_and_verifies(proxy, reader, proxied, upstream,
-                                                 sent, received):
+def test_the_target_arrives_as_sent_and_verifies(proxy, reader, proxied, upstream, sent, received):
     app_id = proxied["id"]
     assert send_raw(proxy.url, "GET", prefix(app_id) + sent, reader) == 200
     assert upstream.last.path == "/base/" + received
@@ -65,8 +64,7 @@ def test_every_method_verifies(proxy, reader, proxied, upstream, method):
     assert ('"content-digest"' in covered) == digested
 
 
-def test_a_sized_body_is_covered_and_a_changed_one_fails(proxy_with, create, reader, upstream,
-                                                         via):
+def test_a_sized_body_is_covered_and_a_changed_one_fails(proxy_with, create, reader, upstream, via):
     proxy = proxy_with()
     app = create(is_proxy_available=True, config={"web_url": f"{upstream.url}/base/"})
     body = b'{"qty": 1}'
@@ -90,7 +88,8 @@ def test_bodies_over_the_digest_limit_or_chunked_stream_uncovered(
     small, large = b"12345678", b"123456789"
     assert send_raw(proxy.url, "POST", prefix(app["id"]) + "up", reader, small) == 200
     assert ('"content-digest"' in upstream.last.headers["Signature-Input"]) == (
-        proxy.via == "python")
+        proxy.via == "python"
+    )
     for kwargs in ({"body": large}, {"chunks": [b"abc", b"defgh"]}):
         assert send_raw(proxy.url, "POST", prefix(app["id"]) + "up", reader, **kwargs) == 200
         arrived = upstream.last
@@ -108,23 +107,25 @@ def test_an_empty_body_is_covered(proxy, reader, proxied, upstream):
     assert user_at(upstream.last, proxied["id"], body=b"smuggled") is None
 
 
-def test_a_signature_captured_at_one_application_fails_at_another(proxy, reader, proxied,
-                                                                  upstream, create):
+def test_a_signature_captured_at_one_application_fails_at_another(
+    proxy, reader, proxied, upstream, create
+):
     other_backend = Upstream()
     try:
-        other = create(is_proxy_available=True,
-                       config={"web_url": f"{other_backend.url}/base/"})
+        other = create(is_proxy_available=True, config={"web_url": f"{other_backend.url}/base/"})
         # the same application id's key at another host, and another id's key at the same
-        same_host = create(is_proxy_available=True,
-                           config={"web_url": f"{upstream.url}/base/"})
+        same_host = create(is_proxy_available=True, config={"web_url": f"{upstream.url}/base/"})
         body = b'{"qty": 1}'
-        assert send_raw(proxy.url, "POST", prefix(proxied["id"]) + "orders?tag=replay1",
-                        reader, body) == 200
+        assert (
+            send_raw(proxy.url, "POST", prefix(proxied["id"]) + "orders?tag=replay1", reader, body)
+            == 200
+        )
         seen = upstream.last
         assert user_at(seen, proxied["id"]) is not None
         # app 1's backend replays it, byte for byte, at the other applications' backends
-        replayed = Received(seen.method, seen.path,
-                            {**seen.headers, "Host": f"127.0.0.1:{other_backend.port}"})
+        replayed = Received(
+            seen.method, seen.path, {**seen.headers, "Host": f"127.0.0.1:{other_backend.port}"}
+        )
         assert user_at(replayed, other["id"]) is None
         assert user_at(seen, same_host["id"]) is None
     finally:
@@ -134,14 +135,17 @@ def test_a_signature_captured_at_one_application_fails_at_another(proxy, reader,
 SIGNED = dict(method="GET", url="http://127.0.0.1:9/base/orders?a=1", user_id=7)
 
 
-@pytest.mark.parametrize("change", [
-    {"method": "POST"},
-    {"url": "http://127.0.0.1:9/base/other?a=1"},
-    {"url": "http://127.0.0.1:9/base/orders?a=2"},
-    {"url": "http://127.0.0.1:9/base/orders"},
-    {"url": "http://127.0.0.2:9/base/orders?a=1"},
-    {"user_id": 8},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"method": "POST"},
+        {"url": "http://127.0.0.1:9/base/other?a=1"},
+        {"url": "http://127.0.0.1:9/base/orders?a=2"},
+        {"url": "http://127.0.0.1:9/base/orders"},
+        {"url": "http://127.0.0.2:9/base/orders?a=1"},
+        {"user_id": 8},
+    ],
+)
 def test_a_changed_request_fails(change):
     headers = signing.identity_headers(SIGNING_KEY, 3, body=b"", **SIGNED)
     key = signing.application_key(SIGNING_KEY, 3)
@@ -149,27 +153,40 @@ def test_a_changed_request_fails(change):
     changed = {**SIGNED, **change}
     headers[signing.USER_HEADER] = str(changed["user_id"])
     assert verified_user("application-3", key, changed["method"], changed["url"], headers) is None
-    assert verified_user("application-3", signing.application_key("other", 3),
-                         SIGNED["method"], SIGNED["url"], headers) is None
+    assert (
+        verified_user(
+            "application-3",
+            signing.application_key("other", 3),
+            SIGNED["method"],
+            SIGNED["url"],
+            headers,
+        )
+        is None
+    )
 
 
 def test_an_expired_signature_fails(proxied, upstream):
     url = f"{upstream.url}/base/orders"
     host = url.split("/")[2]
     for age, trusted in ((signing.LIFETIME + 60, False), (0, True)):
-        headers = signing.identity_headers(SIGNING_KEY, proxied["id"], "GET", url, 7,
-                                           body=b"", now=time.time() - age)
+        headers = signing.identity_headers(
+            SIGNING_KEY, proxied["id"], "GET", url, 7, body=b"", now=time.time() - age
+        )
         received = Received("GET", "/base/orders", {**headers, "Host": host})
         assert (user_at(received, proxied["id"], body=b"") is not None) == trusted
 
 
-@pytest.mark.parametrize("target", [
-    "/api/v1/app_proxy/0{id}/orders/7",
-    "/api/v1/app%5Fproxy/{id}/x%3Fadmin=1",
-    "/api/v1/app_proxy/%3{id}/orders",
-])
-def test_a_route_not_written_plainly_is_404_and_never_forwarded(proxy, reader, proxied,
-                                                                upstream, target):
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/api/v1/app_proxy/0{id}/orders/7",
+        "/api/v1/app%5Fproxy/{id}/x%3Fadmin=1",
+        "/api/v1/app_proxy/%3{id}/orders",
+    ],
+)
+def test_a_route_not_written_plainly_is_404_and_never_forwarded(
+    proxy, reader, proxied, upstream, target
+):
     if "%3{id}" in target and proxied["id"] > 9:
         pytest.skip("one digit ids only")
     assert send_raw(proxy.url, "DELETE", target.format(id=proxied["id"]), reader) == 404
@@ -180,9 +197,15 @@ def test_the_readme_example_is_what_the_service_signs():
     """The worked example, checked with nothing but HMAC: what a JS or Go author does."""
     key = signing.application_key("example-deployment-secret", 42)
     assert key.hex() in README
-    headers = signing.identity_headers("example-deployment-secret", 42, "POST",
-                                       "https://ext.example.com/api/orders?tag=a%2fb", 7,
-                                       body=b'{"qty": 1}', now=1764158400)
+    headers = signing.identity_headers(
+        "example-deployment-secret",
+        42,
+        "POST",
+        "https://ext.example.com/api/orders?tag=a%2fb",
+        7,
+        body=b'{"qty": 1}',
+        now=1764158400,
+    )
     for name, value in headers.items():
         assert f"\n{name}: {value}\n" in README
     base = re.search(r"The signature base.*?```\n(.*?)\n```", README, re.S).group(1)
@@ -200,9 +223,7 @@ def test_the_operator_prints_an_applications_key(runner, app):
     assert runner.invoke(args=["app-proxy-key", "0"]).exit_code != 0
 
 
-def test_a_server_that_keeps_no_raw_target_is_read_the_same_way(
-    client, reader, proxied, upstream
-):
+def test_a_server_that_keeps_no_raw_target_is_read_the_same_way(client, reader, proxied, upstream):
     """Without RAW_URI or REQUEST_URI the decoded target is encoded again and checked
     like a raw one: the same 404 for `01`, the same path forwarded."""
     no_raw = {"RAW_URI": "", "REQUEST_URI": ""}

@@ -20,7 +20,9 @@ def proxy_url(base, app_id, path=""):
 def test_chunked_upload_is_streamed_upstream_chunked(proxy, reader, proxied, upstream):
     pieces = [os.urandom(100_000) for _ in range(5)]
     response = requests.post(
-        proxy_url(proxy.url, proxied["id"], "upload"), data=iter(pieces), headers=reader,
+        proxy_url(proxy.url, proxied["id"], "upload"),
+        data=iter(pieces),
+        headers=reader,
         timeout=30,
     )
     assert response.status_code == 200
@@ -31,8 +33,9 @@ def test_chunked_upload_is_streamed_upstream_chunked(proxy, reader, proxied, ups
 
 def test_sized_upload_keeps_its_content_length(proxy, reader, proxied, upstream):
     body = os.urandom(3 * 1024 * 1024)  # over the API's 1 MiB limit: the proxy has none
-    response = requests.put(proxy_url(proxy.url, proxied["id"], "file"), data=body,
-                            headers=reader, timeout=30)
+    response = requests.put(
+        proxy_url(proxy.url, proxied["id"], "file"), data=body, headers=reader, timeout=30
+    )
     assert response.status_code == 200
     assert not upstream.last.chunked
     assert upstream.last.headers["Content-Length"] == str(len(body))
@@ -44,8 +47,9 @@ def test_chunked_download_is_streamed_back(proxy, reader, proxied, upstream):
     upstream.answer = lambda handler, record: send_chunked(
         handler, 200, pieces, {"Content-Type": "application/octet-stream"}
     )
-    with requests.get(proxy_url(proxy.url, proxied["id"], "big"), headers=reader,
-                      stream=True, timeout=30) as response:
+    with requests.get(
+        proxy_url(proxy.url, proxied["id"], "big"), headers=reader, stream=True, timeout=30
+    ) as response:
         assert response.status_code == 200
         assert "Content-Length" not in response.headers
         assert response.raw.read() == b"".join(pieces)
@@ -54,12 +58,17 @@ def test_chunked_download_is_streamed_back(proxy, reader, proxied, upstream):
 def test_gzip_body_arrives_byte_identical_with_its_headers(proxy, reader, proxied, upstream):
     compressed = gzip.compress(b'{"items": []}' * 1000)
     upstream.answer = lambda handler, record: send(
-        handler, 200, compressed,
+        handler,
+        200,
+        compressed,
         {"Content-Type": "application/json", "Content-Encoding": "gzip"},
     )
-    with requests.get(proxy_url(proxy.url, proxied["id"], "gz"),
-                      headers={**reader, "Accept-Encoding": "gzip"},
-                      stream=True, timeout=30) as response:
+    with requests.get(
+        proxy_url(proxy.url, proxied["id"], "gz"),
+        headers={**reader, "Accept-Encoding": "gzip"},
+        stream=True,
+        timeout=30,
+    ) as response:
         raw = response.raw.read(decode_content=False)
         assert response.headers["Content-Encoding"] == "gzip"
         assert response.headers["Content-Length"] == str(len(compressed))
@@ -134,8 +143,9 @@ def test_reset_mid_body_cuts_the_response_and_the_server_keeps_serving(
     proxy, reader, proxied, upstream, caplog
 ):
     upstream.answer = lambda handler, record: reset_after(handler)
-    with requests.get(proxy_url(proxy.url, proxied["id"], "x"), headers=reader, stream=True,
-                      timeout=30) as response:
+    with requests.get(
+        proxy_url(proxy.url, proxied["id"], "x"), headers=reader, stream=True, timeout=30
+    ) as response:
         assert response.status_code == 200
         with pytest.raises(urllib3.exceptions.ProtocolError):
             response.raw.read()  # fewer bytes than Content-Length promised: an error
@@ -155,8 +165,9 @@ def test_reset_before_any_body_is_a_clean_502(proxy, reader, proxied, upstream):
         return
     # nginx passes the status on as soon as it arrives, before any body: what follows
     # a reset is a cut body, never a falsely complete one
-    with requests.get(proxy_url(proxy.url, proxied["id"], "x"), headers=reader, stream=True,
-                      timeout=30) as response:
+    with requests.get(
+        proxy_url(proxy.url, proxied["id"], "x"), headers=reader, stream=True, timeout=30
+    ) as response:
         if response.status_code == 200:
             with pytest.raises(urllib3.exceptions.ProtocolError):
                 response.raw.read()
@@ -196,9 +207,7 @@ def test_connections_to_the_upstream_are_pooled_and_reused(proxy, reader, proxie
     assert upstream.connections == (1 if proxy.via == "python" else 10)
 
 
-def test_upstream_cookies_are_not_kept_between_callers(
-    proxy, reader, staff, proxied, upstream
-):
+def test_upstream_cookies_are_not_kept_between_callers(proxy, reader, staff, proxied, upstream):
     upstream.answer = lambda handler, record: send(handler, 200, b"", {"Set-Cookie": "sid=1"})
     proxy.client.get(f"/api/v1/app_proxy/{proxied['id']}/login", headers=reader)
     proxy.client.get(f"/api/v1/app_proxy/{proxied['id']}/other", headers=staff)

@@ -20,13 +20,38 @@ def certificates(tmp_path_factory):
         subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
 
     key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
-            "-subj", "/CN=app_proxy test CA")
-    openssl("req", *key, "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=localhost")
+    openssl(
+        "req",
+        "-x509",
+        *key,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=app_proxy test CA",
+    )
+    openssl("req", *key, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
     (folder / "san.ext").write_text("subjectAltName=DNS:localhost\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "san.ext")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    )
     return folder
 
 
@@ -46,8 +71,10 @@ def trusting(proxy_with, certificates):
 
 @nginx_only
 def test_an_https_backend_is_reached_by_its_name(trusting, create, reader, https_upstream):
-    app = create(is_proxy_available=True,
-                 config={"web_url": f"https://localhost:{https_upstream.port}/base/"})
+    app = create(
+        is_proxy_available=True,
+        config={"web_url": f"https://localhost:{https_upstream.port}/base/"},
+    )
     response = trusting.client.get(f"/api/v1/app_proxy/{app['id']}/x", headers=reader)
     assert response.status_code == 200
     assert https_upstream.last.path == "/base/x"
@@ -56,8 +83,10 @@ def test_an_https_backend_is_reached_by_its_name(trusting, create, reader, https
 
 @nginx_only
 def test_a_certificate_for_another_name_is_refused(trusting, create, reader, https_upstream):
-    app = create(is_proxy_available=True,
-                 config={"web_url": f"https://127.0.0.1:{https_upstream.port}/base/"})
+    app = create(
+        is_proxy_available=True,
+        config={"web_url": f"https://127.0.0.1:{https_upstream.port}/base/"},
+    )
     response = trusting.client.get(f"/api/v1/app_proxy/{app['id']}/x", headers=reader)
     assert response.status_code == 502
     assert response.json["code"] == 502

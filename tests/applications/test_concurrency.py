@@ -24,9 +24,7 @@ def test_concurrent_patches_adding_config_keys_all_survive(app, create, staff):
             statuses.append(response.status_code)
 
     with LiveServer(app) as server:
-        threads = [
-            threading.Thread(target=add_key, args=(n, server.url)) for n in range(WRITERS)
-        ]
+        threads = [threading.Thread(target=add_key, args=(n, server.url)) for n in range(WRITERS)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -53,8 +51,9 @@ def test_a_lock_held_past_the_timeout_is_a_503_never_a_hang(database_url, create
     from tests.conftest import ON_POSTGRESQL, make_env
 
     created = create(name="held")
-    impatient = create_app(make_env(database_url, DATABASE_STATEMENT_TIMEOUT="0.5",
-                                    DATABASE_CONNECT_TIMEOUT="0.5"))
+    impatient = create_app(
+        make_env(database_url, DATABASE_STATEMENT_TIMEOUT="0.5", DATABASE_CONNECT_TIMEOUT="0.5")
+    )
     if ON_POSTGRESQL:
         holder = psycopg.connect(database_url.replace("+psycopg", ""))
         holder.execute("SELECT 1 FROM applications WHERE id = %s FOR UPDATE", (created["id"],))
@@ -64,7 +63,8 @@ def test_a_lock_held_past_the_timeout_is_a_503_never_a_hang(database_url, create
     try:
         started = time.monotonic()
         response = impatient.test_client().patch(
-            f"/api/v1/applications/{created['id']}/", json={"name": "changed"}, headers=staff)
+            f"/api/v1/applications/{created['id']}/", json={"name": "changed"}, headers=staff
+        )
         waited = time.monotonic() - started
     finally:
         holder.rollback() if ON_POSTGRESQL else holder.execute("ROLLBACK")
@@ -74,5 +74,7 @@ def test_a_lock_held_past_the_timeout_is_a_503_never_a_hang(database_url, create
     assert "being changed by others" in response.json["message"]
     assert waited < 3
     with impatient.test_client() as client:
-        assert client.get(f"/api/v1/applications/{created['id']}/",
-                          headers=staff).json["name"] == "held"
+        assert (
+            client.get(f"/api/v1/applications/{created['id']}/", headers=staff).json["name"]
+            == "held"
+        )

@@ -33,11 +33,23 @@ def stored_config(app, app_id):
 def test_each_write_records_who_when_and_the_exact_diff(client, staff, create):
     created = create(name="Hist", config={"web_url": "https://a.example/", "n": 1})
     app_id = created["id"]
-    client.patch(f"{URL}{app_id}/", json={"config": {"n": 2, "web_url": None}},
-                 headers={**staff, "X-Request-ID": "patch-1"})
-    client.put(f"{URL}{app_id}/", headers=staff, json={
-        "name": "Hist 2", "application_type": "oms", "is_active": True, "is_visible": True,
-        "is_proxy_available": False, "config": {"n": 2}})
+    client.patch(
+        f"{URL}{app_id}/",
+        json={"config": {"n": 2, "web_url": None}},
+        headers={**staff, "X-Request-ID": "patch-1"},
+    )
+    client.put(
+        f"{URL}{app_id}/",
+        headers=staff,
+        json={
+            "name": "Hist 2",
+            "application_type": "oms",
+            "is_active": True,
+            "is_visible": True,
+            "is_proxy_available": False,
+            "config": {"n": 2},
+        },
+    )
     client.delete(f"{URL}{app_id}/", headers=staff)
     entries = history(client, staff, app_id)
     assert [e["action"] for e in entries] == ["delete", "replace", "update", "create"]
@@ -54,8 +66,7 @@ def test_each_write_records_who_when_and_the_exact_diff(client, staff, create):
     ]
     assert update["request_id"] == "patch-1"
     assert {"field": "name", "old": None, "new": "Hist"} in create_entry["changes"]
-    assert {"field": "config.visible_type", "old": None, "new": "empty"} in \
-        create_entry["changes"]
+    assert {"field": "config.visible_type", "old": None, "new": "empty"} in create_entry["changes"]
     assert all(e["user_id"] == created["created_by"] for e in entries)
     assert all(e["application_id"] == app_id for e in entries)
 
@@ -92,8 +103,9 @@ def test_concurrent_patches_leave_entries_whose_diffs_chain(app, create, staff):
 
     def patch(n, base):
         barrier.wait()
-        requests.patch(f"{base}{URL}{app_id}/", json={"config": {"n": n}}, headers=staff,
-                       timeout=30).raise_for_status()
+        requests.patch(
+            f"{base}{URL}{app_id}/", json={"config": {"n": n}}, headers=staff, timeout=30
+        ).raise_for_status()
 
     with LiveServer(app) as server:
         threads = [threading.Thread(target=patch, args=(n, server.url)) for n in range(20)]
@@ -113,8 +125,13 @@ def test_concurrent_patches_leave_entries_whose_diffs_chain(app, create, staff):
 
 def test_secrets_are_written_never_read(app, client, staff, create, caplog):
     with caplog.at_level(logging.DEBUG):
-        created = create(config={"web_url": "https://a.example/", "api_key": SECRET,
-                                 "db": {"Admin_Password": SECRET, "host": "db"}})
+        created = create(
+            config={
+                "web_url": "https://a.example/",
+                "api_key": SECRET,
+                "db": {"Admin_Password": SECRET, "host": "db"},
+            }
+        )
         app_id = created["id"]
         assert created["config"]["api_key"] == "********"
         assert created["config"]["db"] == {"Admin_Password": "********", "host": "db"}
@@ -122,13 +139,25 @@ def test_secrets_are_written_never_read(app, client, staff, create, caplog):
         listed = client.get(URL, headers=staff).json
         # a client sends back what it read, changing something else: the secrets stay
         sent_back = {**read["config"], "web_url": "https://b.example/"}
-        assert client.patch(f"{URL}{app_id}/", json={"config": sent_back},
-                            headers=staff).status_code == 200
-        client.put(f"{URL}{app_id}/", headers=staff, json={
-            "name": "Shop front", "application_type": "extension", "is_active": True,
-            "is_visible": False, "is_proxy_available": True, "config": sent_back})
-        client.patch(f"{URL}{app_id}/", json={"config": {"api_key": "rotated-" + SECRET}},
-                     headers=staff)
+        assert (
+            client.patch(f"{URL}{app_id}/", json={"config": sent_back}, headers=staff).status_code
+            == 200
+        )
+        client.put(
+            f"{URL}{app_id}/",
+            headers=staff,
+            json={
+                "name": "Shop front",
+                "application_type": "extension",
+                "is_active": True,
+                "is_visible": False,
+                "is_proxy_available": True,
+                "config": sent_back,
+            },
+        )
+        client.patch(
+            f"{URL}{app_id}/", json={"config": {"api_key": "rotated-" + SECRET}}, headers=staff
+        )
         entries = history(client, staff, app_id)
     config = stored_config(app, app_id)
     assert config["db"]["Admin_Password"] == SECRET
@@ -148,8 +177,11 @@ def test_an_empty_setting_turns_masking_off(database_url, create, staff):
 def test_web_url_and_proxy_changes_are_logged_at_warning(client, staff, create, caplog):
     app_id = create(config={"web_url": "https://a.example/"})["id"]
     with caplog.at_level(logging.WARNING, logger="applications_api.applications.history"):
-        client.patch(f"{URL}{app_id}/", headers=staff, json={
-            "config": {"web_url": "https://b.example/"}, "is_proxy_available": True})
+        client.patch(
+            f"{URL}{app_id}/",
+            headers=staff,
+            json={"config": {"web_url": "https://b.example/"}, "is_proxy_available": True},
+        )
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("config.web_url" in w and "https://b.example/" in w for w in warnings)
     assert any("is_proxy_available" in w for w in warnings)
@@ -160,8 +192,9 @@ def test_prune_history(app, runner, client, staff, create, days, left):
     app_id = create()["id"]
     two_days_ago = datetime.now(UTC) - timedelta(days=2)
     with app.app_context():  # one entry two days old, one new
-        db.session.execute(text("UPDATE application_changes SET created_date = :old"),
-                           {"old": two_days_ago})
+        db.session.execute(
+            text("UPDATE application_changes SET created_date = :old"), {"old": two_days_ago}
+        )
         db.session.commit()
     client.patch(f"{URL}{app_id}/", json={"name": "new"}, headers=staff)
     result = runner.invoke(args=["prune-history", "--older-than", str(days)])

@@ -83,12 +83,18 @@ def test_sort(catalogue, client, reader, sort, expected):
 
 def test_pagination_headers(create, client, reader):
     created = [create(name=f"app {i}")["id"] for i in range(7)]
-    response = client.get(URL, query_string={"limit": 3, "page": 2, "name__icontains": "app"},
-                          headers=reader)
+    response = client.get(
+        URL, query_string={"limit": 3, "page": 2, "name__icontains": "app"}, headers=reader
+    )
     assert ids(response) == created[3:6]
     assert json.loads(response.headers["X-Pagination"]) == {
-        "total": 7, "total_pages": 3, "first_page": 1, "last_page": 3,
-        "page": 2, "previous_page": 1, "next_page": 3,
+        "total": 7,
+        "total_pages": 3,
+        "first_page": 1,
+        "last_page": 3,
+        "page": 2,
+        "previous_page": 1,
+        "next_page": 3,
     }
     links = dict(
         (part.split("; ")[1], part.split("; ")[0]) for part in response.headers["Link"].split(", ")
@@ -165,8 +171,9 @@ def test_list_runs_a_fixed_number_of_statements(create, client, reader, count_st
         create(name=f"app {i}", config={"web_url": f"https://{i}.example/"})
     client.get(URL, headers=reader)  # the token's first use is recorded (last_used) once
     with count_statements() as counter:
-        response = client.get(URL, query_string={"limit": limit, "name__icontains": "app"},
-                              headers=reader)
+        response = client.get(
+            URL, query_string={"limit": limit, "name__icontains": "app"}, headers=reader
+        )
     assert response.status_code == 200
     assert len(response.json) == min(limit, 60)
     # token lookup, count, page

@@ -26,7 +26,9 @@ def test_put_replaces_fields_and_keeps_left_out_optional_ones(create, client, st
     body = response.json
     assert (body["name"], body["application_type"]) == ("Renamed", "oms")
     assert (body["is_active"], body["is_visible"], body["is_proxy_available"]) == (
-        False, True, True,
+        False,
+        True,
+        True,
     )
     assert body["remote_object_id"] == 5
     assert body["related_application_id"] == "rel"
@@ -40,8 +42,12 @@ def test_put_config_replaces_the_stored_one(create, client, staff):
     response = client.put(
         item(created["id"]),
         json={
-            "name": "n", "application_type": "oms", "is_active": True,
-            "is_visible": False, "is_proxy_available": False, "config": {"y": 2},
+            "name": "n",
+            "application_type": "oms",
+            "is_active": True,
+            "is_visible": False,
+            "is_proxy_available": False,
+            "config": {"y": 2},
         },
         headers=staff,
     )
@@ -74,9 +80,7 @@ def test_patch_merges_config(create, client, staff):
 
 def test_patch_null_removes_a_config_key(create, client, staff):
     created = create(config={"web_url": "https://a.example/"})
-    response = client.patch(
-        item(created["id"]), json={"config": {"web_url": None}}, headers=staff
-    )
+    response = client.patch(item(created["id"]), json={"config": {"web_url": None}}, headers=staff)
     assert response.json["config"] == {"visible_type": "empty"}
 
 
@@ -85,7 +89,9 @@ def test_patch_changes_only_given_fields(create, client, staff):
     response = client.patch(item(created["id"]), json={"name": "Other"}, headers=staff)
     assert response.status_code == 200
     assert response.json == {
-        **created, "name": "Other", "modified_date": response.json["modified_date"]
+        **created,
+        "name": "Other",
+        "modified_date": response.json["modified_date"],
     }
     assert response.json["modified_date"] > created["modified_date"]
 
@@ -119,8 +125,11 @@ def test_delete_again_is_204_and_touches_modified_date(create, client, staff):
 
 def test_writes_to_a_missing_application_are_404(client, staff):
     body = {
-        "name": "n", "application_type": "oms", "is_active": True,
-        "is_visible": False, "is_proxy_available": False,
+        "name": "n",
+        "application_type": "oms",
+        "is_active": True,
+        "is_visible": False,
+        "is_proxy_available": False,
     }
     assert client.put(item(999), json=body, headers=staff).status_code == 404
     assert client.patch(item(999), json={}, headers=staff).status_code == 404

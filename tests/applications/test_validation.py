@@ -106,9 +106,13 @@ def test_config_nested_too_deeply(client, staff):
     assert_names(client.post(URL, json={**VALID, "config": config}, headers=staff), "config")
 
 
-@pytest.mark.parametrize("raw", ['{"name": "a", "application_type": "oms", "config": {"x": NaN}}',
-                                 '{"name": "a", "application_type": "oms", '
-                                 '"config": {"x": Infinity}}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"name": "a", "application_type": "oms", "config": {"x": NaN}}',
+        '{"name": "a", "application_type": "oms", "config": {"x": Infinity}}',
+    ],
+)
 def test_non_finite_numbers_in_config(client, staff, raw):
     response = client.post(URL, data=raw, content_type="application/json", headers=staff)
     assert_names(response, "config")
@@ -139,19 +143,25 @@ def test_a_body_over_the_size_limit_is_413(client, staff):
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
-@pytest.mark.parametrize("raw, named", [
-    ('{"name": "bad\\ud800x", "application_type": "oms"}', "valid Unicode"),
-    ('{"name": "a", "application_type": "oms", "config": {"k": "\\udfff"}}', "valid Unicode"),
-    ('{"name": "a", "application_type": "oms", "remote_object_id": ' + "9" * 5000 + "}",
-     "4,300 digits"),
-])
+@pytest.mark.parametrize(
+    "raw, named",
+    [
+        ('{"name": "bad\\ud800x", "application_type": "oms"}', "valid Unicode"),
+        ('{"name": "a", "application_type": "oms", "config": {"k": "\\udfff"}}', "valid Unicode"),
+        (
+            '{"name": "a", "application_type": "oms", "remote_object_id": ' + "9" * 5000 + "}",
+            "4,300 digits",
+        ),
+    ],
+)
 def test_what_no_database_can_store_is_400_before_any_write(
     client, staff, create, method, raw, named
 ):
     existing = create(name="kept")
     url = URL if method == "POST" else f"{URL}{existing['id']}/"
-    response = client.open(url, method=method, data=raw, content_type="application/json",
-                           headers=staff)
+    response = client.open(
+        url, method=method, data=raw, content_type="application/json", headers=staff
+    )
     assert response.status_code == 400
     assert named in response.json["errors"]["json"][0]
     assert count(client, staff) == 1
@@ -159,19 +169,23 @@ def test_what_no_database_can_store_is_400_before_any_write(
 
 
 def test_a_surrogate_pair_is_a_character_like_any_other(create):
-    assert create(name="smile \ud83d\ude00".encode("utf-16", "surrogatepass")
-                  .decode("utf-16"))["name"] == "smile 😀"
+    assert (
+        create(name="smile \ud83d\ude00".encode("utf-16", "surrogatepass").decode("utf-16"))["name"]
+        == "smile 😀"
+    )
 
 
 @pytest.mark.parametrize("value, stored", [(7, 7), (7.0, 7), (-396.0, -396)])
-def test_remote_object_id_takes_whole_numbers_as_json_schema_counts_them(create, value,
-                                                                         stored):
+def test_remote_object_id_takes_whole_numbers_as_json_schema_counts_them(create, value, stored):
     assert create(name="Whole", remote_object_id=value)["remote_object_id"] == stored
 
 
 @pytest.mark.parametrize("value", [7.5, "7", True])
 def test_remote_object_id_refuses_what_is_not_a_whole_number(client, staff, value):
-    response = client.post("/api/v1/applications/", headers=staff, json={
-        "name": "Whole", "application_type": "oms", "remote_object_id": value})
+    response = client.post(
+        "/api/v1/applications/",
+        headers=staff,
+        json={"name": "Whole", "application_type": "oms", "remote_object_id": value},
+    )
     assert response.status_code == 400
     assert "remote_object_id" in response.json["errors"]["json"]

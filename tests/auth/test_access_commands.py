@@ -52,14 +52,17 @@ def test_deactivate_activate_and_set_staff(app, runner, client):
     assert "(inactive)" not in run(runner, "list-tokens", "dave")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["revoke-token", "00000000"], "no token has the prefix '00000000'"),
-    (["deactivate-user", "nobody"], "no user is named 'nobody'"),
-    (["activate-user", "nobody"], "no user is named 'nobody'"),
-    (["set-staff", "nobody", "--on"], "no user is named 'nobody'"),
-    (["list-tokens", "nobody"], "no user is named 'nobody'"),
-    (["set-staff", "nobody"], "Missing option '--on'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["revoke-token", "00000000"], "no token has the prefix '00000000'"),
+        (["deactivate-user", "nobody"], "no user is named 'nobody'"),
+        (["activate-user", "nobody"], "no user is named 'nobody'"),
+        (["set-staff", "nobody", "--on"], "no user is named 'nobody'"),
+        (["list-tokens", "nobody"], "no user is named 'nobody'"),
+        (["set-staff", "nobody"], "Missing option '--on'"),
+    ],
+)
 def test_refusals_name_what_is_wrong(app, runner, args, message):
     result = runner.invoke(args=args)
     assert result.exit_code != 0

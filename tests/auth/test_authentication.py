@@ -60,8 +60,11 @@ def test_readers_may_read_but_not_write(create, client, reader):
     assert client.options(item, headers=reader).status_code == 200
     for response in (
         client.post(URL, json=BODY, headers=reader),
-        client.put(item, json={**BODY, "is_active": True, "is_visible": True,
-                               "is_proxy_available": True}, headers=reader),
+        client.put(
+            item,
+            json={**BODY, "is_active": True, "is_visible": True, "is_proxy_available": True},
+            headers=reader,
+        ),
         client.patch(item, json={"name": "b"}, headers=reader),
         client.delete(item, headers=reader),
     ):

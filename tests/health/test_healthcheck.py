@@ -26,10 +26,12 @@ def test_unreachable_database_is_a_fast_503():
 def test_stalled_database_is_a_503_within_the_connect_timeout():
     hole = BlackHole()
     try:
-        app = create_app(make_env(
-            f"postgresql://postgres@127.0.0.1:{hole.port}/nothing",
-            DATABASE_CONNECT_TIMEOUT="1",
-        ))
+        app = create_app(
+            make_env(
+                f"postgresql://postgres@127.0.0.1:{hole.port}/nothing",
+                DATABASE_CONNECT_TIMEOUT="1",
+            )
+        )
         started = time.monotonic()
         response = app.test_client().get(URL)
         elapsed = time.monotonic() - started
@@ -41,9 +43,7 @@ def test_stalled_database_is_a_503_within_the_connect_timeout():
 
 def test_api_endpoints_answer_503_json_when_the_database_is_down():
     app = create_app(make_env("postgresql://postgres@127.0.0.1:1/nothing"))
-    response = app.test_client().get(
-        "/api/v1/applications/", headers={"Authorization": "Token x"}
-    )
+    response = app.test_client().get("/api/v1/applications/", headers={"Authorization": "Token x"})
     assert response.status_code == 503
     assert response.json["status"] == "Service Unavailable"
 
@@ -53,10 +53,12 @@ def test_the_same_process_recovers_when_the_database_returns(database_url):
     url = make_url(database_url)
     forwarder = Forwarder(url.host or "127.0.0.1", url.port or 5432)
     forwarder.start()
-    app = create_app(make_env(
-        url.set(host="127.0.0.1", port=forwarder.port).render_as_string(hide_password=False),
-        DATABASE_CONNECT_TIMEOUT="1",
-    ))
+    app = create_app(
+        make_env(
+            url.set(host="127.0.0.1", port=forwarder.port).render_as_string(hide_password=False),
+            DATABASE_CONNECT_TIMEOUT="1",
+        )
+    )
     client = app.test_client()
     try:
         assert client.get(URL).status_code == 200

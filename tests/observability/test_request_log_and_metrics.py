@@ -57,40 +57,60 @@ def sample(client, name, **labels):
     text = client.get("/metrics").get_data(as_text=True)
     for family in text_string_to_metric_families(text):
         for metric in family.samples:
-            if metric.name == name and all(metric.labels.get(k) == str(v)
-                                           for k, v in labels.items()):
+            if metric.name == name and all(
+                metric.labels.get(k) == str(v) for k, v in labels.items()
+            ):
                 return metric.value
     return 0.0
 
 
 def test_metrics_count_requests_by_endpoint_and_status(client, reader):
     endpoint = "/api/v1/applications/<int:app_id>/"
-    before = sample(client, "applications_http_requests_total", endpoint=endpoint,
-                    method="GET", status=404)
+    before = sample(
+        client, "applications_http_requests_total", endpoint=endpoint, method="GET", status=404
+    )
     for _ in range(3):
         client.get("/api/v1/applications/999999/", headers=reader).close()
-    after = sample(client, "applications_http_requests_total", endpoint=endpoint,
-                   method="GET", status=404)
+    after = sample(
+        client, "applications_http_requests_total", endpoint=endpoint, method="GET", status=404
+    )
     assert after - before == 3
-    assert sample(client, "applications_http_request_duration_seconds_count",
-                  endpoint=endpoint, method="GET") >= 3
+    assert (
+        sample(
+            client,
+            "applications_http_request_duration_seconds_count",
+            endpoint=endpoint,
+            method="GET",
+        )
+        >= 3
+    )
     response = client.get("/metrics")
     assert response.content_type.startswith("text/plain")
 
 
 def test_proxy_metrics_by_application(client, reader, create, proxied, upstream):
     client.get(f"/api/v1/app_proxy/{proxied['id']}/x", headers=reader).close()
-    assert sample(client, "app_proxy_upstream_duration_seconds_count",
-                  application_id=proxied["id"]) >= 1
+    assert (
+        sample(client, "app_proxy_upstream_duration_seconds_count", application_id=proxied["id"])
+        >= 1
+    )
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     listener.close()
     dead = create(is_proxy_available=True, config={"web_url": f"http://127.0.0.1:{port}/"})
-    before = sample(client, "app_proxy_upstream_errors_total", application_id=dead["id"],
-                    error="unreachable")
+    before = sample(
+        client, "app_proxy_upstream_errors_total", application_id=dead["id"], error="unreachable"
+    )
     assert client.get(f"/api/v1/app_proxy/{dead['id']}/x", headers=reader).status_code == 502
-    assert sample(client, "app_proxy_upstream_errors_total", application_id=dead["id"],
-                  error="unreachable") == before + 1
+    assert (
+        sample(
+            client,
+            "app_proxy_upstream_errors_total",
+            application_id=dead["id"],
+            error="unreachable",
+        )
+        == before + 1
+    )
 
 
 def test_forwarded_for_is_trusted_only_from_configured_proxies(
@@ -122,11 +142,13 @@ def test_invented_methods_cannot_grow_the_metrics(client):
     assert after - before < 200  # counts grow by digits, never by label sets
 
 
-def test_a_proxied_answer_writes_its_log_line_once_it_is_closed(client, reader, proxied,
-                                                                upstream, caplog):
+def test_a_proxied_answer_writes_its_log_line_once_it_is_closed(
+    client, reader, proxied, upstream, caplog
+):
     with caplog.at_level(logging.INFO, logger="applications_api.requests"):
-        response = client.get(f"/api/v1/app_proxy/{proxied['id']}/x",
-                              headers={**reader, "X-Request-ID": "proxied-1"})
+        response = client.get(
+            f"/api/v1/app_proxy/{proxied['id']}/x", headers={**reader, "X-Request-ID": "proxied-1"}
+        )
     assert response.status_code == 200
     [record] = [r for r in request_lines(caplog) if r.fields["request_id"] == "proxied-1"]
     assert record.fields["application_id"] == proxied["id"]
