@@ -1,66 +1,66 @@
 """Applications registry and app proxy service."""
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .settings import INSTANCE_DIR, load_settings
+from .settings import INSTANCE_DIR, Settings, load_settings
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 
 
-def create_app(env=None):
+def create_app(env: Mapping[str, str] | None = None) -> Flask:
     """Build the WSGI app from environment variables (or the `env` mapping, in tests)."""
     settings = load_settings(env)
     app = Flask(__name__, static_folder=None, instance_path=str(INSTANCE_DIR))
-    app.config.update(_flask_config(settings))
-    app.config["SETTINGS"] = settings
-    app.json.sort_keys = False
+    app.config.update(_flask_config())
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     _configure_logging(settings)
 
-    from . import observability
+    from . import api, database, observability, runtime
+    from .app_proxy import views as app_proxy
+    from .app_proxy.cli import commands as app_proxy_commands
+    from .applications.cli import commands as application_commands
+    from .applications.views import blp as applications_blp
+    from .auth import authentication
+    from .auth.cli import commands as auth_commands
     from .cache import ChangeFeed, FreshCache
     from .docs import OperationIds
     from .docs import assets as docs_assets
-    from .errors import register_error_handlers
-    from .extensions import Api, db, end_reads, install_sqlite_pragmas, migrate
+    from .health.views import blp as health_blp
 
     if settings.database_url.startswith("sqlite"):
         Path(app.instance_path).mkdir(exist_ok=True)
-    db.init_app(app)
-    migrate.init_app(app, db, directory=MIGRATIONS_DIR)
-    app.teardown_appcontext(end_reads)
-    with app.app_context():
-        install_sqlite_pragmas(db.engine)
-    app.url_map.strict_slashes = False  # /applications/2 is /applications/2/, no redirect
-    app.url_map.merge_slashes = False  # /api/v1//applications/ is a 404, not a redirect
-    api = Api(app, spec_kwargs={"extra_plugins": [OperationIds()]})
-    register_error_handlers(app)
-    observability.init_app(app)
+    database.init_app(app, settings, MIGRATIONS_DIR)
+    changes = ChangeFeed(settings.database_url, settings.database_connect_timeout)
+    transfer = app_proxy.transfer_for(settings)
+    transfer.init_app(app)
+    runtime.init_app(
+        app,
+        runtime.Runtime(
+            settings=settings,
+            token_cache=FreshCache(changes, "auth", settings.auth_cache_seconds),
+            proxy_targets=FreshCache(changes, "applications", settings.proxy_cache_seconds),
+            transfer=transfer,
+        ),
+    )
+    rest = api.init_app(app, spec_kwargs={"extra_plugins": [OperationIds()]})
+    observability.init_app(app)  # (first: every answer, a 401 too, has its request id)
+    authentication.init_app(app)
     if settings.trusted_proxies:
         # X-Forwarded-* are believed only as far as the proxies we run set them.
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
-    changes = ChangeFeed(settings.database_url, settings.database_connect_timeout)
-    app.extensions["token_cache"] = FreshCache(changes, "auth", settings.auth_cache_seconds)
-    app.extensions["app_proxy_targets"] = FreshCache(
-        changes, "applications", settings.proxy_cache_seconds
-    )
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n
+        )
 
-    from .app_proxy.cli import commands as app_proxy_commands
-    from .app_proxy.views import blp as app_proxy_blp
-    from .app_proxy.views import init_transfer
-    from .applications.cli import commands as application_commands
-    from .applications.views import blp as applications_blp
-    from .auth.cli import commands as auth_commands
-    from .health.views import blp as health_blp
-
-    api.register_blueprint(applications_blp)
-    api.register_blueprint(app_proxy_blp)
-    init_transfer(app, settings)
-    api.register_blueprint(health_blp)
+    rest.register_blueprint(applications_blp)
+    rest.register_blueprint(app_proxy.blp)
+    rest.register_blueprint(health_blp)
     app.register_blueprint(docs_assets)
     app.register_blueprint(auth_commands)
     app.register_blueprint(application_commands)
@@ -68,18 +68,15 @@ def create_app(env=None):
     return app
 
 
-def _flask_config(settings):
+def _flask_config() -> dict[str, Any]:
+    from .api import API_PREFIX
     from .docs import SWAGGER_UI_ASSETS_URL
-    from .extensions import engine_options
 
     return {
-        "SQLALCHEMY_DATABASE_URI": settings.database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(settings),
-        "MAX_BODY_BYTES": settings.max_body_bytes,
         "API_TITLE": "Applications",
         "API_VERSION": "1",
         "OPENAPI_VERSION": "3.1.0",  # (apispec writes nullable fields as 3.1 type lists)
-        "OPENAPI_URL_PREFIX": "/api/v1",
+        "OPENAPI_URL_PREFIX": API_PREFIX,
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": "/docs/",
         "OPENAPI_SWAGGER_UI_URL": SWAGGER_UI_ASSETS_URL,
@@ -104,7 +101,7 @@ def _flask_config(settings):
     }
 
 
-def _configure_logging(settings):
+def _configure_logging(settings: Settings) -> None:
     """The service's logs, request lines included, as JSON lines on stderr."""
     from .observability import JsonFormatter
 

@@ -3,14 +3,16 @@ served by this app so the docs work without internet, its favicon, and the opera
 ids client generators name their functions after."""
 
 from pathlib import Path
+from typing import Any
 
 import swagger_ui
 from apispec import BasePlugin
 from flask import Blueprint, send_from_directory
 
+from .api import API_PREFIX
 from .app_proxy.forwarding import URL_PREFIX
 
-SWAGGER_UI_ASSETS_URL = "/api/v1/docs/assets/"
+SWAGGER_UI_ASSETS_URL = f"{API_PREFIX}/docs/assets/"
 SWAGGER_UI_DIR = Path(swagger_ui.__file__).parent / "static"
 
 assets = Blueprint("swagger_ui_assets", __name__)
@@ -28,15 +30,15 @@ def favicon():
     )
 
 
-OPERATION_IDS = {
-    ("/api/v1/applications/", "get"): "listApplications",
-    ("/api/v1/applications/", "post"): "createApplication",
-    ("/api/v1/applications/{app_id}/", "get"): "retrieveApplication",
-    ("/api/v1/applications/{app_id}/", "put"): "replaceApplication",
-    ("/api/v1/applications/{app_id}/", "patch"): "updateApplication",
-    ("/api/v1/applications/{app_id}/", "delete"): "deleteApplication",
-    ("/api/v1/applications/{app_id}/history/", "get"): "listApplicationHistory",
-    ("/api/v1/healthcheck/", "get"): "healthcheck",
+OPERATION_IDS = {  # (path under API_PREFIX, method): id
+    ("/applications/", "get"): "listApplications",
+    ("/applications/", "post"): "createApplication",
+    ("/applications/{app_id}/", "get"): "retrieveApplication",
+    ("/applications/{app_id}/", "put"): "replaceApplication",
+    ("/applications/{app_id}/", "patch"): "updateApplication",
+    ("/applications/{app_id}/", "delete"): "deleteApplication",
+    ("/applications/{app_id}/history/", "get"): "listApplicationHistory",
+    ("/healthcheck/", "get"): "healthcheck",
 }
 
 
@@ -44,10 +46,13 @@ class OperationIds(BasePlugin):
     """Every operation's id: OPERATION_IDS, and for app_proxy `proxyGet`, `proxyPost`, …
     (`proxyGetBase`, … for the application's base URL, the route without {path})."""
 
-    def operation_helper(self, path=None, operations=None, **kwargs):
+    def operation_helper(
+        self, path: str | None = None, operations: dict | None = None, **kwargs: Any
+    ) -> None:
+        assert path is not None and operations is not None
         for method, operation in operations.items():
             if path.startswith(f"{URL_PREFIX}/"):
                 base = "" if path.endswith("{path}") else "Base"
                 operation["operationId"] = f"proxy{method.capitalize()}{base}"
             else:
-                operation["operationId"] = OPERATION_IDS[path, method]
+                operation["operationId"] = OPERATION_IDS[path.removeprefix(API_PREFIX), method]

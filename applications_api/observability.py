@@ -10,13 +10,12 @@ PROMETHEUS_MULTIPROC_DIR so `/metrics` adds up every worker's figures.
 
 import json
 import logging
-import os
 import re
 import time
 import uuid
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Flask, Response, g, has_request_context, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -26,6 +25,9 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from .auth.authentication import current_user
+from .runtime import current_settings
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Metric labels come from closed sets, so no caller can grow /metrics: any other
@@ -56,10 +58,10 @@ metrics = Blueprint("metrics", __name__)
 
 
 @metrics.route("/metrics")
-def prometheus_metrics():
+def prometheus_metrics() -> Response:
     """Prometheus text format. Keep it off the public site (see deploy/nginx.conf)."""
     registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if current_settings().metrics_multiproc_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
@@ -68,7 +70,7 @@ def prometheus_metrics():
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and the record's fields."""
 
-    def format(self, record):
+    def format(self, record: logging.LogRecord) -> str:
         line = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
@@ -81,24 +83,33 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def init_app(app):
+def init_app(app: Flask) -> None:
     app.before_request(_start)
     app.after_request(_finish)
     app.register_blueprint(metrics)
 
 
-def _start():
+def current_request_id() -> str | None:
+    """This request's id (the caller's X-Request-ID when well-formed); None outside
+    requests."""
+    if not has_request_context():
+        return None
+    request_id: str | None = g.get("_request_id")
+    return request_id
+
+
+def _start() -> None:
     given = request.headers.get("X-Request-ID", "")
-    g.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
-    g.request_started = time.perf_counter()
+    g._request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+    g._request_started = time.perf_counter()
 
 
-def _finish(response):
-    request_id = g.get("request_id") or uuid.uuid4().hex
-    started = g.get("request_started", time.perf_counter())
+def _finish(response: Response) -> Response:
+    request_id = current_request_id() or uuid.uuid4().hex
+    started = g.get("_request_started", time.perf_counter())
     response.headers["X-Request-ID"] = request_id
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-    user = g.get("user")
+    user = current_user()
     fields = {
         "request_id": request_id,
         "method": request.method,
@@ -109,7 +120,7 @@ def _finish(response):
         "remote_addr": request.remote_addr,
     }
 
-    def record():
+    def record() -> None:
         # Runs when the response is closed: a streamed proxy answer counts in full.
         duration = time.perf_counter() - started
         method = fields["method"] if fields["method"] in METHODS else "OTHER"

@@ -48,6 +48,7 @@ class Settings:
     proxy_digest_max_bytes: int  # bodies read first, so the signature covers them
     application_secret_keys: tuple  # lower-case fnmatch patterns of config keys to mask
     log_level: str
+    metrics_multiproc_dir: str  # PROMETHEUS_MULTIPROC_DIR: workers' shared metrics (gunicorn)
 
 
 def _number(env, name, default, *, cast=float, minimum=0, allow_zero=False):
@@ -178,4 +179,5 @@ def load_settings(env=None):
         ),
         application_secret_keys=_secret_keys(env),
         log_level=log_level,
+        metrics_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
     )

@@ -12,7 +12,7 @@ from sqlalchemy import event, text
 
 from applications_api import create_app
 from applications_api.auth.tokens import issue_token
-from applications_api.extensions import db
+from applications_api.database import db
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 ON_POSTGRESQL = DATABASE_URL.startswith(("postgres://", "postgresql"))
@@ -161,7 +161,7 @@ def proxied(create, upstream):
 def caches_trusted(app):
     """Wait until the app's caches may be used: on PostgreSQL, once its change feed
     listens (cache.py), which starts with the first cached lookup."""
-    cache = app.extensions["token_cache"]
+    cache = app.extensions["applications_api"].token_cache
     deadline = time.monotonic() + 10
     while cache.generation() is None:
         assert time.monotonic() < deadline, "the change feed never started listening"

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from applications_api import create_app
 from applications_api.auth.tokens import issue_token
-from applications_api.extensions import db
+from applications_api.database import db
 from tests.conftest import auth_header, caches_trusted, make_env
 
 WITHIN = 0.1  # seconds from a commit to every worker honouring it

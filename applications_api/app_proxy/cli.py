@@ -1,8 +1,9 @@
 """`flask --app wsgi app-proxy-key APP_ID`: an application's signing key, for its backend."""
 
 import click
-from flask import Blueprint, current_app
+from flask import Blueprint
 
+from ..runtime import current_settings
 from . import signing
 
 commands = Blueprint("app_proxy_commands", __name__, cli_group=None)
@@ -12,7 +13,7 @@ commands = Blueprint("app_proxy_commands", __name__, cli_group=None)
 @click.argument("app_id", type=click.IntRange(min=1))
 def app_proxy_key(app_id):
     """Print the key application APP_ID's backend verifies app_proxy signatures with."""
-    secret = current_app.config["SETTINGS"].proxy_signing_key
+    secret = current_settings().proxy_signing_key
     if not secret:
         raise click.ClickException(
             "APP_PROXY_SIGNING_KEY is not set: a key derived from nothing proves nothing."

@@ -6,8 +6,8 @@ import click
 from flask import Blueprint
 from sqlalchemy import delete
 
+from ..database import db
 from ..db_types import utcnow
-from ..extensions import db
 from .models import ApplicationChange
 
 commands = Blueprint("application_commands", __name__, cli_group=None)

@@ -3,12 +3,16 @@ who made it, when, from which request, and a field-level diff (config keys inclu
 secret values never)."""
 
 import logging
+from collections.abc import Mapping
 from functools import cache
+from typing import Any
 
-from flask import g, has_request_context
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import Connection, Executable, RowMapping, Select, bindparam, func, insert, select
+from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
+from ..auth.authentication import current_user
 from ..db_types import utcnow
+from ..observability import current_request_id
 from .models import Application, ApplicationChange
 from .secrets import is_secret, masked
 
@@ -31,7 +35,9 @@ HISTORY_INSERT = insert(HISTORY)
 SENSITIVE = ("config.web_url", "is_proxy_available")
 
 
-def diff(before, after, secret_keys):
+def diff(
+    before: Mapping[str, Any], after: Mapping[str, Any], secret_keys: Any
+) -> list[dict[str, Any]]:
     """[{field, old, new}] for each field that changed between two rows (mappings; {}
     before a create); config compared key by key (a nested object by its keys,
     "config.a.b"); a secret key only as {field, secret}."""
@@ -86,7 +92,7 @@ ENTRY = ("user_id", "request_id", "action", "changes", "created_date")
 
 
 @cache
-def _with_entry(statement):
+def _with_entry(statement: ReturningInsert[Any] | ReturningUpdate[Any]) -> Executable:
     """`statement` and the insert of its entry as one (data-modifying CTEs), built once."""
     row = statement.cte("written")
     entry = select(
@@ -96,19 +102,24 @@ def _with_entry(statement):
     return select(row).add_cte(logged)
 
 
-def written(session, statement, parameters, action, changes):
+def written(
+    connection: Connection,
+    statement: ReturningInsert[Any] | ReturningUpdate[Any],
+    parameters: Mapping[str, Any],
+    action: str,
+    changes: list[dict[str, Any]],
+) -> RowMapping:
     """Run `statement` (an INSERT or UPDATE of one application, RETURNING it) with its
     `parameters`, and insert its history entry in the same transaction; on PostgreSQL
     in the same statement. Returns the row as written."""
-    in_request = has_request_context()
+    user = current_user()
     entry = {
-        "user_id": g.user.id if in_request and g.get("user") else None,
-        "request_id": g.get("request_id") if in_request else None,
+        "user_id": user.id if user else None,
+        "request_id": current_request_id(),
         "action": action,
         "changes": changes,
         "created_date": utcnow(),
     }
-    connection = session.connection()
     if ONE_STATEMENT[connection.dialect.name]:
         row = (
             connection.execute(
@@ -135,7 +146,9 @@ def written(session, statement, parameters, action, changes):
     return row
 
 
-def page_statements(app_id, args, page, size):
+def page_statements(
+    app_id: int, args: Mapping[str, Any], page: int, size: int
+) -> tuple[Select[Any], Select[Any]]:
     """The history list's count and page: newest first, filtered by `since` and `user`."""
     table = HISTORY
     where = [table.c.application_id == app_id]

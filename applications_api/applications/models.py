@@ -1,5 +1,5 @@
+from ..database import db
 from ..db_types import UTCDateTime, utcnow
-from ..extensions import db
 
 APPLICATION_TYPES = (
     "oms",

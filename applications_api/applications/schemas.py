@@ -1,96 +1,15 @@
 """Request bodies, the response body and the list's query arguments."""
 
-import math
-from urllib.parse import urlsplit
-
 import marshmallow as ma
 from marshmallow import validate
 
-from ..extensions import PagedArgsSchema
+from ..api import MAX_ID, PagedArgsSchema
+from .fields import INT64, NOT_BLANK, Config, Text, WholeNumber
+from .filters import FILTER_FIELDS, SORT_COLUMNS
 from .models import APPLICATION_TYPES, NAME_MAX_LENGTH, RELATED_ID_MAX_LENGTH
 from .secrets import MASK, masked, patterns
 
 READ_ONLY_FIELDS = ("id", "created_by", "created_date", "modified_date")
-SORT_KEYS = ("id", "name", "created_date", "modified_date")
-CONFIG_MAX_DEPTH = 32
-INT64 = validate.Range(min=-(2**63), max=2**63 - 1)
-
-
-# PostgreSQL text cannot hold NUL. As patterns, the rules show in the OpenAPI document
-# (one pattern a field, with explicit classes that Python and JavaScript read alike).
-NO_NUL = validate.Regexp(r"^[^\x00]*$", error="Must not contain NUL characters.")
-NOT_BLANK = validate.Regexp(
-    r"^[^\x00]*[^\x00\t\n\v\f\r ][^\x00]*$",
-    error="Must not be blank, nor contain NUL characters.",
-)
-
-
-class WholeNumber(ma.fields.Integer):
-    """An integer as JSON Schema (OpenAPI 3.1) counts one: 7, or 7.0 (JSON has one
-    number type); never "7", 7.5 or true."""
-
-    def __init__(self, **kwargs):
-        super().__init__(strict=True, **kwargs)
-
-    def _validated(self, value):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return super()._validated(value)
-
-
-class Text(ma.fields.String):
-    """A string a text column can store: no NUL characters."""
-
-    def __init__(self, *, validate=(), **kwargs):
-        super().__init__(validate=[NO_NUL, *validate], **kwargs)
-
-
-def _check_json_values(value, depth=0):
-    """Reject what JSON cannot round-trip: NaN/Infinity, and nesting deep enough to
-    exhaust the serialiser's recursion."""
-    if depth > CONFIG_MAX_DEPTH:
-        raise ma.ValidationError(f"Must not be nested deeper than {CONFIG_MAX_DEPTH} levels.")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ma.ValidationError("Numbers must be finite.")
-    elif isinstance(value, dict):
-        for item in value.values():
-            _check_json_values(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_json_values(item, depth + 1)
-
-
-def is_web_url(value):
-    """An absolute http(s) URL with a host."""
-    if not isinstance(value, str) or any(ch.isspace() or ord(ch) < 32 for ch in value):
-        return False
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - reading it raises ValueError on a malformed port
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-class Config(ma.fields.Dict):
-    """The free-form `config` object; `web_url`, when present, must be a web URL."""
-
-    def __init__(self, *, removals_allowed=False, **kwargs):
-        super().__init__(keys=ma.fields.String(), allow_none=True, **kwargs)
-        self.removals_allowed = removals_allowed
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        value = super()._deserialize(value, attr, data, **kwargs)
-        _check_json_values(value)
-        if "web_url" in value:
-            web_url = value["web_url"]
-            # In a merge patch, null removes the key.
-            if not (web_url is None and self.removals_allowed) and not is_web_url(web_url):
-                raise ma.ValidationError(
-                    {"web_url": ["Must be an absolute http or https URL with a host."]}
-                )
-        return value
 
 
 class ApplicationFieldsSchema(ma.Schema):
@@ -229,36 +148,28 @@ class ApplicationSchema(ma.Schema):
     modified_date = ma.fields.DateTime(required=True)
 
 
-class ApplicationListArgsSchema(PagedArgsSchema):
-    """Filters, sort and pagination of the list; unknown parameters are ignored."""
-
-    name = Text(metadata={"description": "Exact name."})
-    application_type = ma.fields.String(
-        validate=validate.OneOf(APPLICATION_TYPES), metadata={"description": "Exact type."}
-    )
-    is_active = ma.fields.Boolean(
-        truthy={"true", "True", "1"},
-        falsy={"false", "False", "0"},
-        metadata={"description": "true/false (also True/False/1/0)."},
-    )
-    name__contains = Text(metadata={"description": "Case-sensitive substring of the name."})
-    name__icontains = Text(metadata={"description": "Case-insensitive substring of the name."})
-    related_application_id__iexact = Text(
-        metadata={"description": "related_application_id, compared case-insensitively."}
-    )
-    # A pattern, not an enum: client generators name enum members after their values,
-    # and "-id" would become VALUE_4.
-    sort = ma.fields.String(
-        load_default="id",
-        validate=validate.Regexp(
-            f"^-?({'|'.join(SORT_KEYS)})$",
-            error=f"Must be one of {', '.join(SORT_KEYS)}, with a - prefix for descending.",
+# The list's query arguments: the filters filters.py knows, its sort keys, page and limit.
+# A sort key is a pattern, not an enum: client generators name enum members after their
+# values, and "-id" would become VALUE_4.
+ApplicationListArgsSchema = type(
+    "ApplicationListArgsSchema",
+    (PagedArgsSchema,),
+    {
+        "__doc__": "Filters, sort and pagination of the list; unknown parameters are ignored.",
+        **FILTER_FIELDS,
+        "sort": ma.fields.String(
+            load_default="id",
+            validate=validate.Regexp(
+                f"^-?({'|'.join(SORT_COLUMNS)})$",
+                error=f"Must be one of {', '.join(SORT_COLUMNS)}, with a - prefix for descending.",
+            ),
+            metadata={
+                "description": "Sort key, `-` prefix for descending. Default `id`.",
+                "example": "-created_date",
+            },
         ),
-        metadata={
-            "description": "Sort key, `-` prefix for descending. Default `id`.",
-            "example": "-created_date",
-        },
-    )
+    },
+)
 
 
 class ChangeSchema(ma.Schema):
@@ -297,6 +208,6 @@ class HistoryArgsSchema(PagedArgsSchema):
         },
     )
     user = ma.fields.Integer(
-        validate=validate.Range(min=1, max=2**31 - 1),
+        validate=validate.Range(min=1, max=MAX_ID),
         metadata={"description": "Only this user's entries (user id)."},
     )

@@ -6,7 +6,7 @@ import re
 from fnmatch import translate
 from functools import lru_cache
 
-from flask import current_app
+from ..runtime import current_settings
 
 MASK = "********"
 
@@ -14,7 +14,7 @@ MASK = "********"
 def patterns():
     """This app's secret keys: a compiled matcher (one regular expression for every
     pattern, so a key costs one match), or None when masking is off."""
-    return _matcher(current_app.config["SETTINGS"].application_secret_keys)
+    return _matcher(current_settings().application_secret_keys)
 
 
 @lru_cache(maxsize=8)

@@ -1,22 +1,26 @@
-"""Reading and writing applications: defaults, config merge, locked writes, soft delete,
-each write with its history entry."""
+"""The applications feature's one door: reading and listing applications and their
+history, writing them (defaults, config merge, locked writes, soft delete, each write
+with its history entry), and the web_url app_proxy forwards to."""
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any, NoReturn
 
-from flask import current_app
 from flask_smorest import abort
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, RowMapping, bindparam, select
 from sqlalchemy.exc import OperationalError
 
+from .. import database
 from ..db_types import utcnow
-from ..extensions import db, end_reads, reads, transaction
-from . import history, secrets
+from ..runtime import current_settings, runtime
+from . import filters, history, secrets
+from .fields import is_web_url
 from .models import Application
 
-MAX_ID = 2**31 - 1  # the id column is a 32-bit integer
+Row = RowMapping
 
 
-def merge_patch(target, patch):
+def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7396 JSON Merge Patch: returns a new value, leaves both arguments untouched."""
     if not isinstance(patch, dict):
         return patch
@@ -29,7 +33,7 @@ def merge_patch(target, patch):
     return merged
 
 
-def with_defaults(config):
+def with_defaults(config: Mapping[str, Any] | None) -> dict[str, Any]:
     """A stored config always says its visible_type ("empty" unless given)."""
     config = dict(config or {})
     config.setdefault("visible_type", "empty")
@@ -60,29 +64,74 @@ UPDATE = (
 )
 
 
-def _parameters(values):
+PROXIED_CONFIG = select(TABLE.c.config).where(
+    TABLE.c.id == bindparam("app_id"),
+    TABLE.c.is_active.is_(True),
+    TABLE.c.is_proxy_available.is_(True),
+)
+
+
+def _parameters(values: Mapping[str, Any]) -> dict[str, Any]:
     return {f"new_{name}": values.get(name) for name in WRITTEN}
 
 
-def _not_found(app_id):
+def _not_found(app_id: int) -> NoReturn:
     abort(404, message=f"Application {app_id} does not exist.")
 
 
-def read_or_404(app_id):
+def read_or_404(app_id: int) -> Row:
     """The application as a read-only row, for responses."""
-    row = None
-    if app_id <= MAX_ID:
-        row = reads().execute(APPLICATION_BY_ID, {"app_id": app_id}).mappings().first()
+    row = database.connection().execute(APPLICATION_BY_ID, {"app_id": app_id}).mappings().first()
     return row or _not_found(app_id)
 
 
+def list_page(args: Mapping[str, Any], page: int, size: int) -> tuple[int, Sequence[Row]]:
+    """(total, rows of the page) of the filtered, sorted list."""
+    return _count_and_page(*filters.page_statements(args, page, size))
+
+
+def history_page(
+    app_id: int, args: Mapping[str, Any], page: int, size: int
+) -> tuple[int, Sequence[Row]]:
+    """(total, entries of the page) of an application's history, newest first; 404 for
+    an application that does not exist."""
+    read_or_404(app_id)
+    return _count_and_page(*history.page_statements(app_id, args, page, size))
+
+
+def _count_and_page(count: Any, rows: Any) -> tuple[int, Sequence[Row]]:
+    connection = database.connection()
+    return connection.scalar(count) or 0, connection.execute(rows).mappings().all()
+
+
+def proxy_target(app_id: int) -> str:
+    """The web_url app_proxy forwards application `app_id`'s calls to; 404 unless it
+    exists, is active, proxy-available and has a valid web_url.
+
+    At most one query, none while the answer is cached: a found web_url is kept until
+    an application changes (cache.py: every worker hears of it at once) or
+    APP_PROXY_CACHE_SECONDS pass.
+    """
+    cache = runtime().proxy_targets
+    web_url = cache.get(app_id)
+    if web_url:
+        return str(web_url)
+    generation = cache.generation()
+    row = database.connection().execute(PROXIED_CONFIG, {"app_id": app_id}).first()
+    web_url = (row.config or {}).get("web_url") if row else None
+    if not is_web_url(web_url):
+        abort(404, message=f"Application {app_id} is not available through app_proxy.")
+    cache.put(app_id, web_url, generation)
+    return str(web_url)
+
+
 @contextmanager
-def _locked(app_id=None):
-    """A write's transaction (extensions.transaction); a lock waited for past the
+def _locked(app_id: int | None = None) -> Iterator[Connection]:
+    """A write's transaction (database.transaction); a lock waited for past the
     timeout (PostgreSQL's lock_timeout, SQLite's busy timeout) is the caller's 503."""
     try:
-        with transaction():
-            yield
+        with database.transaction() as connection:
+            yield connection
     except OperationalError as error:
         if "lock" not in str(error.orig).lower():
             raise
@@ -92,23 +141,26 @@ def _locked(app_id=None):
         )
 
 
-def version_of(row):
+def version_of(row: Mapping[str, Any]) -> list[Any]:
     """What an application's ETag is made of: its row's version, bumped by every write,
     and the secret keys' setting, which decides what its representation masks."""
-    return [row["id"], row["version"], *current_app.config["SETTINGS"].application_secret_keys]
+    return [row["id"], row["version"], *current_settings().application_secret_keys]
 
 
-def _write(app_id, action, change, precondition=None):
+Change = Callable[[Row], dict[str, Any]]
+Precondition = Callable[[Row], None]
+
+
+def _write(
+    app_id: int, action: str, change: Change, precondition: Precondition | None = None
+) -> Row:
     """Apply `change` (the stored row -> the fields to set) with its history entry, in
     one transaction that owns the row (PostgreSQL SELECT ... FOR UPDATE; SQLite's write
     lock), so concurrent writers of one row queue in the database and each does its
     work once; `precondition(row)` may refuse the write first (If-Match). Returns the
     row as written."""
-    with _locked(app_id):
-        row = None
-        if app_id <= MAX_ID:
-            row = db.session.connection().execute(LOCKED_BY_ID, {"app_id": app_id})
-            row = row.mappings().first()
+    with _locked(app_id) as connection:
+        row = connection.execute(LOCKED_BY_ID, {"app_id": app_id}).mappings().first()
         if row is None:
             _not_found(app_id)
         if precondition is not None:
@@ -116,11 +168,11 @@ def _write(app_id, action, change, precondition=None):
         after = {**row, **change(row), "modified_date": utcnow()}
         changes = history.diff(row, after, secrets.patterns())
         return history.written(
-            db.session, UPDATE, {"app_id": app_id, **_parameters(after)}, action, changes
+            connection, UPDATE, {"app_id": app_id, **_parameters(after)}, action, changes
         )
 
 
-def create_application(data, created_by):
+def create_application(data: Mapping[str, Any], created_by: int) -> Row:
     now = utcnow()
     values = {
         **COLUMN_DEFAULTS,
@@ -131,19 +183,23 @@ def create_application(data, created_by):
         "modified_date": now,
     }
     changes = history.diff({}, values, secrets.patterns())
-    if history.ONE_STATEMENT[db.engine.dialect.name]:  # atomic alone: no BEGIN, no COMMIT
-        end_reads()
-        row = history.written(db.session, INSERT, _parameters(values), "create", changes)
-        db.session.commit()
-        return row
-    with _locked():
-        return history.written(db.session, INSERT, _parameters(values), "create", changes)
+    connection = database.connection()
+    if history.ONE_STATEMENT[connection.dialect.name]:  # atomic alone: no BEGIN, no COMMIT
+        return history.written(connection, INSERT, _parameters(values), "create", changes)
+    with _locked() as connection:
+        return history.written(connection, INSERT, _parameters(values), "create", changes)
 
 
-def update_application(app_id, data, *, merge_config, precondition=None):
+def update_application(
+    app_id: int,
+    data: Mapping[str, Any],
+    *,
+    merge_config: bool,
+    precondition: Precondition | None = None,
+) -> Row:
     """PUT (merge_config=False: a given config replaces) or PATCH (merge it)."""
 
-    def change(row):
+    def change(row: Row) -> dict[str, Any]:
         values = dict(data)
         if "config" in values:
             config = (
@@ -157,5 +213,5 @@ def update_application(app_id, data, *, merge_config, precondition=None):
     return _write(app_id, "update" if merge_config else "replace", change, precondition)
 
 
-def soft_delete_application(app_id, precondition=None):
+def soft_delete_application(app_id: int, precondition: Precondition | None = None) -> None:
     _write(app_id, "delete", lambda row: {"is_active": False}, precondition)

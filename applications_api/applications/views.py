@@ -1,10 +1,17 @@
-from flask import current_app, g, request, url_for
-from flask.views import MethodView
+"""The applications endpoints: list, create, retrieve, replace, update, soft-delete, and
+each application's change history."""
 
-from ..auth.authentication import require_staff, require_staff_for_writes, require_token
-from ..extensions import Blueprint, reads
-from . import history, service
-from .filters import page_statements
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flask import Response, request, url_for
+from flask.views import MethodView
+from flask_smorest.pagination import PaginationParameters
+
+from ..api import API_PREFIX, MAX_ID, Blueprint
+from ..auth.authentication import authenticated_user, require_staff, require_staff_for_writes
+from ..runtime import current_settings
+from . import service
 from .schemas import (
     ApplicationChangeSchema,
     ApplicationCreateSchema,
@@ -18,20 +25,19 @@ from .schemas import (
 blp = Blueprint(
     "applications",
     __name__,
-    url_prefix="/api/v1/applications",
+    url_prefix=f"{API_PREFIX}/applications",
     description="Register, list, filter, update and soft-delete applications.",
 )
-blp.before_request(require_token)
 blp.before_request(require_staff_for_writes)
 
 
 @blp.before_request
-def limit_body_size():
-    request.max_content_length = current_app.config["MAX_BODY_BYTES"]
+def limit_body_size() -> None:
+    request.max_content_length = current_settings().max_body_bytes
 
 
 @blp.after_request
-def no_content_has_no_type(response):
+def no_content_has_no_type(response: Response) -> Response:
     if response.status_code in (204, 304):  # (flask-smorest types every answer JSON)
         response.headers.pop("Content-Type", None)
     return response
@@ -44,18 +50,19 @@ class Applications(MethodView):
     @blp.response(200, ApplicationSchema(many=True))
     @blp.paginate()
     @blp.documents_errors(401, 503)
-    def get(self, args, pagination_parameters):
+    def get(
+        self, args: Mapping[str, Any], pagination_parameters: PaginationParameters
+    ) -> Sequence[service.Row]:
         """List applications
 
         Filters combine with AND. The body is a bare array; pagination metadata is in
         the `X-Pagination` and `Link` headers. A page past the end is an empty array.
         """
-        count, rows = page_statements(
+        total, page = service.list_page(
             args, pagination_parameters.page, pagination_parameters.page_size
         )
-        pagination_parameters.item_count = reads().scalar(count)
-        page = reads().execute(rows).mappings().all()
-        blp.set_etag([pagination_parameters.item_count, *map(service.version_of, page)])
+        pagination_parameters.item_count = total
+        blp.set_etag([total, *map(service.version_of, page)])
         return page
 
     @blp.arguments(ApplicationCreateSchema())
@@ -67,9 +74,9 @@ class Applications(MethodView):
         },
     )
     @blp.documents_errors(401, 403, 413, 415, 503)
-    def post(self, data):
+    def post(self, data: Mapping[str, Any]) -> tuple[service.Row, dict[str, str]]:
         """Create an application (staff only)"""
-        application = service.create_application(data, created_by=g.user.id)
+        application = service.create_application(data, created_by=authenticated_user().id)
         location = url_for(".Application", app_id=application["id"])
         return application, {"Location": location}
 
@@ -80,16 +87,16 @@ APP_ID = {
     "name": "app_id",
     "required": True,
     "example": 1,
-    "schema": {"type": "integer", "minimum": 1, "maximum": service.MAX_ID},
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
 }
 
 
-@blp.route("/<int:app_id>/", parameters=[APP_ID])
+@blp.route("/<id:app_id>/", parameters=[APP_ID])
 class Application(MethodView):
     @blp.etag
     @blp.response(200, ApplicationSchema)
     @blp.documents_errors(401, 404, 503)
-    def get(self, app_id):
+    def get(self, app_id: int) -> service.Row:
         """Retrieve an application (soft-deleted ones too, with is_active false)"""
         return _tagged(service.read_or_404(app_id))
 
@@ -97,7 +104,7 @@ class Application(MethodView):
     @blp.arguments(ApplicationReplaceSchema())
     @blp.response(200, ApplicationSchema)
     @blp.documents_errors(401, 403, 404, 413, 415, 503)
-    def put(self, data, app_id):
+    def put(self, data: Mapping[str, Any], app_id: int) -> service.Row:
         """Replace an application (staff only)
 
         Optional fields left out keep their stored value; a given `config` replaces the
@@ -111,7 +118,7 @@ class Application(MethodView):
     @blp.arguments(ApplicationPatchSchema())
     @blp.response(200, ApplicationSchema)
     @blp.documents_errors(401, 403, 404, 413, 415, 503)
-    def patch(self, data, app_id):
+    def patch(self, data: Mapping[str, Any], app_id: int) -> service.Row:
         """Update some fields of an application (staff only)
 
         `config` is merged into the stored one as an RFC 7396 JSON Merge Patch.
@@ -123,29 +130,34 @@ class Application(MethodView):
     @blp.etag
     @blp.response(204)
     @blp.documents_errors(401, 403, 404, 503)
-    def delete(self, app_id):
+    def delete(self, app_id: int) -> None:
         """Soft-delete an application (staff only): sets is_active to false"""
         service.soft_delete_application(app_id, precondition=_if_match)
 
 
-def _tagged(row):
+def _tagged(row: service.Row) -> service.Row:
     """The row, its version set as the response's ETag (a GET matching If-None-Match
     is a 304)."""
     blp.set_etag(service.version_of(row))
     return row
 
 
-def _if_match(row):
+def _if_match(row: service.Row) -> None:
     blp.check_if_match(service.version_of(row))
 
 
-@blp.route("/<int:app_id>/history/", parameters=[APP_ID])
+@blp.route("/<id:app_id>/history/", parameters=[APP_ID])
 class ApplicationHistory(MethodView):
     @blp.arguments(HistoryArgsSchema(), location="query")
     @blp.response(200, ApplicationChangeSchema(many=True))
     @blp.paginate()
     @blp.documents_errors(401, 403, 404, 503)
-    def get(self, args, app_id, pagination_parameters):
+    def get(
+        self,
+        args: Mapping[str, Any],
+        app_id: int,
+        pagination_parameters: PaginationParameters,
+    ) -> Sequence[service.Row]:
         """List an application's changes, newest first (staff only)
 
         Every write (create, PUT, PATCH, soft delete) records who made it, when, from
@@ -153,9 +165,8 @@ class ApplicationHistory(MethodView):
         secret config keys only as changed, never their values.
         """
         require_staff("Only staff users may read the change history.")
-        service.read_or_404(app_id)
-        count, rows = history.page_statements(
+        total, page = service.history_page(
             app_id, args, pagination_parameters.page, pagination_parameters.page_size
         )
-        pagination_parameters.item_count = reads().scalar(count)
-        return reads().execute(rows).mappings().all()
+        pagination_parameters.item_count = total
+        return page

@@ -1,17 +1,23 @@
-"""Who is calling, and whether they may: run before every protected view."""
+"""Who is calling, and whether they may.
+
+Default-deny: every request that matched a route needs a valid token of an active user,
+except the endpoints PUBLIC_ENDPOINTS names. A new blueprint is protected without
+anyone remembering to protect it.
+"""
 
 import logging
 import time
 from datetime import timedelta
 from typing import NamedTuple
 
-from flask import current_app, g, request
+from flask import Flask, g, request
 from flask_smorest import abort
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import OperationalError
 
+from .. import database
 from ..db_types import utcnow
-from ..extensions import reads
+from ..runtime import runtime
 from .models import Token, User
 from .tokens import key_digest
 
@@ -19,6 +25,18 @@ log = logging.getLogger(__name__)
 LAST_USED_EVERY = 60  # seconds: how fresh list-tokens' "last used" is kept
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# What anyone may reach: the health check, the API's documentation, and /metrics (kept
+# off the public site by nginx, deploy/nginx.conf).
+PUBLIC_ENDPOINTS = frozenset(
+    {
+        "health.Healthcheck",
+        "api-docs.openapi_json",
+        "api-docs.openapi_swagger_ui",
+        "swagger_ui_assets.swagger_ui_asset",
+        "swagger_ui_assets.favicon",
+        "metrics.prometheus_metrics",
+    }
+)
 
 
 # Built once: SQLAlchemy then reuses its compiled form (and its cache key) every time.
@@ -45,7 +63,26 @@ class CurrentUser(NamedTuple):
     is_staff: bool
 
 
-def _key_from_header():
+def init_app(app: Flask) -> None:
+    app.before_request(authenticate)
+
+
+def current_user() -> CurrentUser | None:
+    """The caller this request authenticated; None on public endpoints and outside
+    requests."""
+    user: CurrentUser | None = g.get("_user")
+    return user
+
+
+def authenticated_user() -> CurrentUser:
+    """The caller, in a view default-deny protects (it is always there)."""
+    user = current_user()
+    if user is None:
+        raise RuntimeError("no authenticated user: is this endpoint public?")
+    return user
+
+
+def _key_from_header() -> str | None:
     header = request.headers.get("Authorization", "").strip()
     scheme, _, rest = header.partition(" ")
     if scheme.lower() == "token" and rest.strip():
@@ -54,16 +91,16 @@ def _key_from_header():
     return header or None
 
 
-def _lookup_user(key):
+def _lookup_user(key: str) -> CurrentUser | None:
     """The token's active user. Verified tokens are cached until users or tokens change
     (cache.py: every worker hears of it at once) or AUTH_CACHE_SECONDS pass. Invalid
     tokens are never cached."""
     digest = key_digest(key)
-    cache = current_app.extensions["token_cache"]
+    cache = runtime().token_cache
     user = cache.get(digest)
     if user is None:
         generation = cache.generation()
-        row = reads().execute(ACTIVE_USER_OF_TOKEN, {"digest": digest}).first()
+        row = database.connection().execute(ACTIVE_USER_OF_TOKEN, {"digest": digest}).first()
         user = CurrentUser(*row) if row else None
         if user:
             cache.put(digest, user, generation)
@@ -71,7 +108,7 @@ def _lookup_user(key):
     return user
 
 
-def _touch(digest):
+def _touch(digest: str) -> None:
     """Record when the token was last verified against the database, at most once a
     minute per process; best effort, never at the request's expense."""
     now = time.monotonic()
@@ -82,7 +119,7 @@ def _touch(digest):
     _touched[digest] = now
     when = utcnow()
     try:
-        reads().execute(
+        database.connection().execute(
             TOUCH_TOKEN,
             {
                 "digest": digest,
@@ -94,8 +131,11 @@ def _touch(digest):
         log.info("token last_used not updated: %s", error)
 
 
-def require_token():
-    """Blueprint before_request hook: 401 unless a valid token of an active user."""
+def authenticate() -> None:
+    """Before every request: 401 unless a valid token of an active user, or the route is
+    public. A request that matched no route goes on to its 404 or 405."""
+    if request.routing_exception is not None or request.endpoint in PUBLIC_ENDPOINTS:
+        return
     key = _key_from_header()
     user = _lookup_user(key) if key else None
     if user is None:
@@ -104,15 +144,15 @@ def require_token():
             message="Missing or invalid token: send 'Authorization: Token <key>'.",
             headers={"WWW-Authenticate": "Token"},
         )
-    g.user = user
+    g._user = user
 
 
-def require_staff_for_writes():
+def require_staff_for_writes() -> None:
     """Blueprint before_request hook, after require_token: writes are staff-only."""
     if request.method not in SAFE_METHODS:
         require_staff("Only staff users may create, update or delete applications.")
 
 
-def require_staff(message):
-    if not g.user.is_staff:
+def require_staff(message: str) -> None:
+    if not authenticated_user().is_staff:
         abort(403, message=message)

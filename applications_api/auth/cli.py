@@ -8,7 +8,7 @@ import click
 from flask import Blueprint
 from sqlalchemy import delete, select
 
-from ..extensions import db
+from ..database import db
 from .models import Token, User
 from .tokens import issue_token
 

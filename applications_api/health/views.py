@@ -2,9 +2,12 @@ import marshmallow as ma
 from flask.views import MethodView
 from sqlalchemy import text
 
-from ..extensions import Blueprint, reads
+from .. import database
+from ..api import API_PREFIX, Blueprint
 
-blp = Blueprint("health", __name__, url_prefix="/api/v1/healthcheck", description="Service health.")
+blp = Blueprint(
+    "health", __name__, url_prefix=f"{API_PREFIX}/healthcheck", description="Service health."
+)
 
 
 class HealthSchema(ma.Schema):
@@ -17,8 +20,8 @@ class Healthcheck(MethodView):
     @blp.doc(security=[])
     @blp.response(200, HealthSchema)
     @blp.documents_errors(503)
-    def get(self):
+    def get(self) -> dict[str, str]:
         """Check the service and its database (no authentication)"""
-        # A database that cannot answer raises; errors.py makes that the 503.
-        reads().execute(text("SELECT 1"))
+        # A database that cannot answer raises; api.py makes that the 503.
+        database.connection().execute(text("SELECT 1"))
         return {"status": "ok", "database": "ok"}

@@ -3,7 +3,7 @@ from sqlalchemy import func, select
 
 from applications_api import create_app
 from applications_api.applications.models import Application
-from applications_api.extensions import db
+from applications_api.database import db
 from tests.conftest import make_env, postgresql_only
 
 
@@ -34,12 +34,12 @@ def fresh_app(database_url):
     return create_app(make_env(database_url))
 
 
-def test_an_unexpected_error_is_500_json_without_traceback(fresh_app):
+def test_an_unexpected_error_is_500_json_without_traceback(fresh_app, reader):
     def broken():
         raise RuntimeError("secret internals")
 
     fresh_app.add_url_rule("/broken", view_func=broken)
-    response = fresh_app.test_client().get("/broken")
+    response = fresh_app.test_client().get("/broken", headers=reader)
     assert response.status_code == 500
     assert response.json == {
         "code": 500,
@@ -51,13 +51,13 @@ def test_an_unexpected_error_is_500_json_without_traceback(fresh_app):
 
 
 @postgresql_only
-def test_a_value_the_database_refuses_is_400_and_nothing_is_written(fresh_app):
+def test_a_value_the_database_refuses_is_400_and_nothing_is_written(fresh_app, reader):
     def store_too_long_name():
         db.session.add(Application(name="x" * 500, application_type="oms"))
         db.session.commit()
 
     fresh_app.add_url_rule("/too-long", view_func=store_too_long_name)
-    response = fresh_app.test_client().get("/too-long")
+    response = fresh_app.test_client().get("/too-long", headers=reader)
     assert response.status_code == 400
     assert response.json["errors"]["json"]
     with fresh_app.app_context():

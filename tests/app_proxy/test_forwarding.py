@@ -172,7 +172,7 @@ def user_id_of(app, username):
     from sqlalchemy import select
 
     from applications_api.auth.models import User
-    from applications_api.extensions import db
+    from applications_api.database import db
 
     with app.app_context():
         return db.session.scalar(select(User.id).where(User.username == username))
@@ -284,7 +284,7 @@ def test_a_proxied_request_checks_out_one_database_connection(
 ):
     from sqlalchemy import event
 
-    from applications_api.extensions import db
+    from applications_api.database import db
 
     checkouts = []
 

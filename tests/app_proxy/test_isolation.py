@@ -203,7 +203,7 @@ def test_a_slow_upload_is_cut_and_frees_its_slot(
 def test_no_database_connection_is_held_while_a_backend_stalls(
     proxy_with, reader, proxied, upstream, caches
 ):
-    from applications_api.extensions import db
+    from applications_api.database import db
 
     stalled = proxy_with(AUTH_CACHE_SECONDS=caches, APP_PROXY_CACHE_SECONDS=caches)
     release = threading.Event()

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from applications_api.applications.models import Application
 from applications_api.applications.schemas import ApplicationSchema
-from applications_api.extensions import db
+from applications_api.database import db
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 
 from applications_api import create_app
 from applications_api.applications.models import Application
-from applications_api.extensions import db
+from applications_api.database import db
 from tests.conftest import make_env
 from tests.live_server import LiveServer
 

@@ -3,7 +3,7 @@ from sqlalchemy import select
 
 from applications_api.auth.models import Token, User
 from applications_api.auth.tokens import issue_token, key_digest
-from applications_api.extensions import db
+from applications_api.database import db
 
 URL = "/api/v1/applications/"
 BODY = {"name": "a", "application_type": "oms"}
@@ -95,4 +95,4 @@ def test_invalid_tokens_are_never_cached(database_url):
     cached_app = create_app(make_env(database_url, AUTH_CACHE_SECONDS="60"))
     client = cached_app.test_client()
     assert_401(client.get(URL, headers={"Authorization": "Token nope"}))
-    assert cached_app.extensions["token_cache"].entries == {}
+    assert cached_app.extensions["applications_api"].token_cache.entries == {}

@@ -1,7 +1,7 @@
 from sqlalchemy import select
 
 from applications_api.auth.models import Token, User
-from applications_api.extensions import db
+from applications_api.database import db
 
 
 def last_line(result):

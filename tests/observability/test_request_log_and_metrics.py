@@ -65,7 +65,7 @@ def sample(client, name, **labels):
 
 
 def test_metrics_count_requests_by_endpoint_and_status(client, reader):
-    endpoint = "/api/v1/applications/<int:app_id>/"
+    endpoint = "/api/v1/applications/<id:app_id>/"
     before = sample(
         client, "applications_http_requests_total", endpoint=endpoint, method="GET", status=404
     )

@@ -1,35 +1,81 @@
-"""Flask extensions and the project-wide API behaviour built on flask-smorest.
+"""The HTTP contract every endpoint shares, built on flask-smorest: the URL prefix and
+id converter, argument parsing (400, not 422), pagination (page/limit, X-Pagination,
+Link), conditional requests, and the one JSON error shape with the handlers that make
+every failure take it, so no request ever sees HTML or a traceback.
 
-The Api, Blueprint and parser subclasses here are the single place that decides how
-every endpoint parses arguments (400, not 422), paginates (page/limit) and reports errors.
+It is longer than most modules (about 300 lines) because these rules are one decision
+about what a client sees; split, each half would have to know the other's.
 """
 
 import http
 import json
-from contextlib import contextmanager
+import logging
 from copy import deepcopy
 from functools import wraps
+from typing import Any
 from urllib.parse import urlencode
 
 import marshmallow as ma
-from flask import current_app, g, request
-from flask_migrate import Migrate
+from flask import Flask, current_app, jsonify, request
 from flask_smorest import Api as BaseApi
 from flask_smorest import Blueprint as BaseBlueprint
 from flask_smorest import abort
 from flask_smorest.pagination import PaginationParameters
 from flask_smorest.utils import unpack_tuple_response
-from flask_sqlalchemy import SQLAlchemy
 from marshmallow import missing
-from sqlalchemy import event
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import BaseConverter
 
-from .errors import ErrorSchema, error_payload
+log = logging.getLogger(__name__)
 
-# Objects keep their values after commit: the response is dumped from what was just
-# written, without a refreshing SELECT.
-db = SQLAlchemy(session_options={"expire_on_commit": False})
-migrate = Migrate()
+API_PREFIX = "/api/v1"
+MAX_ID = 2**31 - 1  # ids are 32-bit integers, in URLs as in the tables
+
+
+class IdConverter(BaseConverter):
+    """`<id:app_id>`: an application id spelled plainly (no sign, no leading zero: `01`
+    matches no route). One past the 32-bit ids is a 404 naming it."""
+
+    regex = r"[1-9][0-9]*"
+
+    def to_python(self, value: str) -> int:
+        number = int(value) if len(value) <= 10 else MAX_ID + 1
+        if number > MAX_ID:
+            raise NotFound(f"Application {value} does not exist.")
+        return number
+
+    def to_url(self, value: Any) -> str:
+        return str(int(value))
+
+
+class ErrorSchema(ma.Schema):
+    code = ma.fields.Integer(required=True, metadata={"description": "HTTP status code"})
+    status = ma.fields.String(required=True, metadata={"description": "HTTP status name"})
+    message = ma.fields.String(metadata={"description": "What went wrong"})
+    errors = ma.fields.Dict(
+        keys=ma.fields.String(),
+        metadata={
+            "description": "On 400: location (json, query) → field → messages",
+        },
+    )
+
+
+def error_payload(code, message=None, errors=None):
+    payload = {"code": code, "status": http.HTTPStatus(code).phrase}
+    if message:
+        payload["message"] = message
+    if errors:
+        payload["errors"] = errors
+    return payload
+
+
+def error_response(code, message=None, errors=None):
+    response = jsonify(error_payload(code, message, errors))
+    response.status_code = code
+    return response
 
 
 class Parser(FlaskParser):
@@ -248,82 +294,43 @@ def _page_url(number):
     return f"{request.path}?{urlencode(args)}"
 
 
-def engine_options(settings):
-    """SQLAlchemy engine options.
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DataError)
+    @app.errorhandler(IntegrityError)
+    def database_refused_value(error):
+        # Validation rejects what it knows of; this catches whatever the database
+        # still refuses, so a bad value is the caller's 400, never our 500.
+        log.info("database refused a value: %s", error.orig)
+        return error_response(
+            400,
+            "The database could not store a value of this request.",
+            {"json": {"_schema": [str(error.orig).splitlines()[0]]}},
+        )
 
-    Autocommit: each statement commits by itself, so a read costs its query and the
-    pool's pre-ping, with no BEGIN/ROLLBACK round trips. A write to an application
-    opens its own short transaction and locks the row (applications/service.py).
-    Connect and statement timeouts bound every wait, so a lost database is a fast 503
-    and a lock wait a 503; pre-ping lets the pool recover when the database returns.
-    """
-    options = {"pool_pre_ping": True, "isolation_level": "AUTOCOMMIT"}
-    if settings.database_url.startswith("sqlite"):
-        options["connect_args"] = {"timeout": settings.database_connect_timeout}
-    else:
-        statement_ms = int(settings.database_statement_timeout * 1000)
-        options["connect_args"] = {
-            "connect_timeout": max(1, round(settings.database_connect_timeout)),
-            "options": f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}",
-            # Notice a peer that vanished without closing the connection.
-            "keepalives": 1,
-            "keepalives_idle": 5,
-            "keepalives_interval": 2,
-            "keepalives_count": 2,
-            "tcp_user_timeout": int(settings.database_connect_timeout * 1000),
-        }
-        options["pool_timeout"] = settings.database_connect_timeout
-    return options
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeoutError)
+    def database_unavailable(error):
+        log.error("database unavailable: %s", error)
+        return error_response(503, "The database is unavailable; try again shortly.")
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error):
+        log.exception("unhandled error")
+        return error_response(500, "An unexpected error occurred.")
 
 
-def reads():
-    """This request's connection for reads: Core statements, outside the ORM session.
-
-    Profiling under load showed the session's bookkeeping as a fifth of a retrieve's
-    CPU; reads need none of it. Checked out once per request, returned at teardown
-    (or earlier with end_reads()).
-    """
-    connection = g.get("read_connection")
-    if connection is None:
-        connection = g.read_connection = db.engine.connect()
-    return connection
-
-
-def end_reads(exception=None):
-    """Return the read connection to the pool (a teardown_appcontext handler)."""
-    connection = g.pop("read_connection", None)
-    if connection is not None:
-        connection.close()
+def init_app(app: Flask, **api_kwargs: Any) -> "Api":
+    """The app's Api, its id converter and its error handlers. Call before registering
+    blueprints (their routes use the converter)."""
+    app.url_map.converters["id"] = IdConverter
+    app.url_map.strict_slashes = False  # /applications/2 is /applications/2/, no redirect
+    app.url_map.merge_slashes = False  # /api/v1//applications/ is a 404, not a redirect
+    api = Api(app, **api_kwargs)
+    api.register_converter(IdConverter, _id_schema)
+    _register_error_handlers(app)
+    return api
 
 
-@contextmanager
-def transaction():
-    """Run the session's statements inside it as one short transaction, despite
-    autocommit: BEGIN is ours. SQLite's takes the write lock at once (BEGIN IMMEDIATE),
-    so concurrent writers queue for the busy timeout rather than fail on an upgrade.
-    The request's read connection goes back first: a request never holds two."""
-    end_reads()
-    connection = db.session.connection()
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if db.engine.dialect.name == "sqlite" else "BEGIN")
-    try:
-        yield
-        db.session.flush()
-        connection.exec_driver_sql("COMMIT")
-    except BaseException:
-        connection.exec_driver_sql("ROLLBACK")
-        db.session.rollback()
-        raise
-    db.session.commit()  # the ORM's bookkeeping only: the rows are committed
-
-
-def install_sqlite_pragmas(engine):
-    """Make LIKE case-sensitive on SQLite so name__contains matches the contract."""
-    if engine.dialect.name != "sqlite":
-        return
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA case_sensitive_like = ON")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
+def _id_schema(converter: IdConverter) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
