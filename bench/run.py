@@ -1,6 +1,6 @@
 """Benchmark the Applications API under gunicorn on PostgreSQL, against a raw-WSGI ceiling.
 
-    .venv/bin/python bench/run.py [--duration 10] [--connections 16]
+    .venv/bin/python -m bench.run [--duration 10] [--connections 16]
 
 Creates a fresh PostgreSQL database, migrates it, seeds applications, starts the API and
 the ceiling app (bench/ceiling.py) under the same gunicorn settings (-w 2 -k gthread
@@ -25,12 +25,8 @@ from pathlib import Path
 import psycopg
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script: bench/ and tests/ helpers live there
-
-from upstream_nginx import plain_proxy_nginx, static_nginx  # noqa: E402
-
-from tests.servers import Nginx, deployed_site, wait_until_up  # noqa: E402
+from bench.upstream_nginx import plain_proxy_nginx, static_nginx
+from tests.support.servers import ROOT, Nginx, deployed_site, wait_until_up
 
 BIN = Path(sys.executable).parent
 LUA = ROOT / "bench" / "lua"

@@ -4,7 +4,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from tests.servers import Nginx
+from tests.support.servers import Nginx
 
 SITE = """
 sendfile on;

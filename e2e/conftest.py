@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from e2e.stack import Stack
-from tests.upstream import Upstream
+from tests.support.upstream import Upstream
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.servers import Gunicorn, Nginx, deployed_site, free_port
+from tests.support.servers import Gunicorn, Nginx, deployed_site, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

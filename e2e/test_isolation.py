@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.upstream import send
+from tests.support.upstream import send
 
 ATTACKERS = 64  # of each kind
 

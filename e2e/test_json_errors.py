@@ -8,8 +8,8 @@ import socket
 import pytest
 import requests
 
-from tests.servers import Nginx, deployed_site, free_port
-from tests.tcp_tools import BlackHole
+from tests.support.servers import Nginx, deployed_site, free_port
+from tests.support.tcp_tools import BlackHole
 
 
 def raw(url, data):

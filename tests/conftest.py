@@ -1,51 +1,23 @@
 """Fixtures: the real app on a real database (SQLite by default, PostgreSQL when
-DATABASE_URL says so), migrated with Alembic, emptied between tests."""
-
-import os
-import time
+DATABASE_URL says so), migrated with Alembic once, and emptied after each test that
+used it. A test that asks for no database (directly or through another fixture) gets
+none: nothing is migrated or emptied for it."""
 
 import flask_migrate
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
-from sqlalchemy import event, text
+from sqlalchemy import event
 
 from applications_api import create_app
 from applications_api.auth.tokens import issue_token
 from applications_api.database import db
-
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
-ON_POSTGRESQL = DATABASE_URL.startswith(("postgres://", "postgresql"))
-TABLES = ("application_changes", "applications", "tokens", "users")
-SIGNING_KEY = "test-signing-key"
-
-postgresql_only = pytest.mark.skipif(
-    not ON_POSTGRESQL, reason="needs DATABASE_URL pointing at PostgreSQL"
+from tests.support.app import (
+    DATABASE_URL,
+    ON_POSTGRESQL,
+    auth_header,
+    dispose,
+    empty_tables,
+    make_env,
 )
-
-
-class BufferedClient(FlaskClient):
-    """Reads each answer in full and closes it, as a WSGI server does: a proxied answer
-    left unread would hold its app_proxy slot. Streaming tests use a real server."""
-
-    def open(self, *args, **kwargs):
-        kwargs.setdefault("buffered", True)
-        return super().open(*args, **kwargs)
-
-
-Flask.test_client_class = BufferedClient
-
-
-def make_env(database_url, **overrides):
-    # No caches by default: tests see a deactivated user or application refused at once.
-    return {
-        "DATABASE_URL": database_url,
-        "LOG_LEVEL": "WARNING",
-        "AUTH_CACHE_SECONDS": "0",
-        "APP_PROXY_CACHE_SECONDS": "0",
-        "APP_PROXY_SIGNING_KEY": SIGNING_KEY,
-        **overrides,
-    }
 
 
 @pytest.fixture(scope="session")
@@ -61,20 +33,34 @@ def app(database_url):
     app.config["TESTING"] = True
     with app.app_context():
         flask_migrate.upgrade()
-    return app
+    yield app
+    dispose(app)
 
 
 @pytest.fixture(autouse=True)
-def empty_tables(app):
+def _empty_tables_after(request):
+    """After a test that used the database: its rows go, the schema stays."""
+    if "database_url" not in request.fixturenames:
+        yield
+        return
+    app = request.getfixturevalue("app")
     yield
-    with app.app_context():
-        db.session.remove()
-        if db.engine.dialect.name == "postgresql":
-            db.session.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in TABLES:
-                db.session.execute(text(f"DELETE FROM {table}"))
-        db.session.commit()
+    empty_tables(app)
+
+
+@pytest.fixture
+def make_app():
+    """Build another app (`make_app(database_url, SETTING="value", ...)`); its engine
+    is disposed after the test."""
+    made = []
+
+    def make(database_url, **settings):
+        made.append(create_app(make_env(database_url, **settings)))
+        return made[-1]
+
+    yield make
+    for app in made:
+        dispose(app)
 
 
 @pytest.fixture
@@ -85,10 +71,6 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
-
-
-def auth_header(key):
-    return {"Authorization": f"Token {key}"}
 
 
 @pytest.fixture
@@ -145,7 +127,7 @@ def count_statements(app):
 @pytest.fixture
 def upstream():
     """A real backend on 127.0.0.1 recording what it receives."""
-    from tests.upstream import Upstream
+    from tests.support.upstream import Upstream
 
     server = Upstream()
     yield server
@@ -156,13 +138,3 @@ def upstream():
 def proxied(create, upstream):
     """An active, proxy-available application whose web_url is the upstream + /base/."""
     return create(is_proxy_available=True, config={"web_url": f"{upstream.url}/base/"})
-
-
-def caches_trusted(app):
-    """Wait until the app's caches may be used: on PostgreSQL, once its change feed
-    listens (cache.py), which starts with the first cached lookup."""
-    cache = app.extensions["applications_api"].token_cache
-    deadline = time.monotonic() + 10
-    while cache.generation() is None:
-        assert time.monotonic() < deadline, "the change feed never started listening"
-        time.sleep(0.01)

@@ -8,10 +8,9 @@ import time
 import pytest
 from sqlalchemy import text
 
-from applications_api import create_app
 from applications_api.auth.tokens import issue_token
 from applications_api.database import db
-from tests.conftest import auth_header, caches_trusted, make_env
+from tests.support.app import auth_header, caches_trusted
 
 WITHIN = 0.1  # seconds from a commit to every worker honouring it
 LIST = "/api/v1/applications/"
@@ -26,9 +25,9 @@ def honoured(check, within=WITHIN):
 
 
 @pytest.fixture
-def worker(database_url):
+def worker(make_app, database_url):
     """Another worker: an app with both caches on, primed."""
-    app = create_app(make_env(database_url, AUTH_CACHE_SECONDS="60", APP_PROXY_CACHE_SECONDS="60"))
+    app = make_app(database_url, AUTH_CACHE_SECONDS="60", APP_PROXY_CACHE_SECONDS="60")
     app.test_client().get("/api/v1/healthcheck/")
     caches_trusted(app)
     return app

@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from applications_api.auth.tokens import issue_token
-from tests.conftest import ON_POSTGRESQL, make_env, postgresql_only
-from tests.servers import ROOT, Gunicorn
+from tests.support.app import ON_POSTGRESQL, make_env, postgresql_only
+from tests.support.servers import ROOT, Gunicorn
 
 WITHIN = 0.1
 LIST = "/api/v1/applications/"

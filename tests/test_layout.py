@@ -74,13 +74,10 @@ def test_public_endpoints_answer_without_a_token(client, url):
     assert client.get(url).status_code == 200
 
 
-def test_a_new_blueprint_is_protected_without_asking(database_url):
+def test_a_new_blueprint_is_protected_without_asking(make_app, database_url):
     from flask import Blueprint
 
-    from applications_api import create_app
-    from tests.conftest import make_env
-
-    app = create_app(make_env(database_url))
+    app = make_app(database_url)
     extra = Blueprint("extra", __name__)
     extra.add_url_rule("/extra", "hello", lambda: "hello")
     app.register_blueprint(extra)

@@ -3,7 +3,7 @@ import warnings
 from sqlalchemy import inspect, text
 
 from applications_api.database import db
-from tests.conftest import postgresql_only
+from tests.support.app import postgresql_only
 
 FILTER_COLUMNS = ("name", "application_type", "is_active", "created_date", "modified_date")
 

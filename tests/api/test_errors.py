@@ -1,10 +1,9 @@
 import pytest
 from sqlalchemy import func, select
 
-from applications_api import create_app
 from applications_api.applications.models import Application
 from applications_api.database import db
-from tests.conftest import make_env, postgresql_only
+from tests.support.app import postgresql_only
 
 
 def test_unknown_path_is_404_json(client):
@@ -30,8 +29,8 @@ def test_unsupported_method_is_405_with_allow(client, staff, method, path, allow
 
 
 @pytest.fixture
-def fresh_app(database_url):
-    return create_app(make_env(database_url))
+def fresh_app(make_app, database_url):
+    return make_app(database_url)
 
 
 def test_an_unexpected_error_is_500_json_without_traceback(fresh_app, reader):

@@ -2,6 +2,7 @@
 against a live server: if the document regresses, so does the client, and this fails."""
 
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live_server import LiveServer
+from tests.support.live_server import LiveServer
 
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 CONFIG = (
@@ -45,11 +46,15 @@ def generated(app, tmp_path_factory):
         capture_output=True,
         text=True,
     )
-    sys.path.insert(0, str(root))
+    package = root / "applications_client"
+    spec = importlib.util.spec_from_file_location(
+        "applications_client", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    client = sys.modules["applications_client"] = importlib.util.module_from_spec(spec)
     try:
-        yield importlib.import_module("applications_client")
+        spec.loader.exec_module(client)
+        yield client
     finally:
-        sys.path.remove(str(root))
         for name in [name for name in sys.modules if name.startswith("applications_client")]:
             del sys.modules[name]
 

@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from applications_api import create_app
-from tests.conftest import make_env
-from tests.live_server import LiveServer
-from tests.servers import Nginx, deployed_site, free_port
+from tests.support.app import dispose, make_env
+from tests.support.live_server import LiveServer
+from tests.support.servers import Nginx, deployed_site, free_port
 
 # nginx directives standing for the app's settings on the nginx path
 NGINX_DIRECTIVES = {
@@ -103,7 +103,9 @@ def make_proxy(database_url, via, stack, nginx=None, **settings):
     env = dict(settings)
     if via == "nginx":
         env.update(APP_PROXY_TRANSFER="nginx", TRUSTED_PROXIES="1")
-    return Proxy(via, create_app(make_env(database_url, **env)), stack, settings, nginx)
+    app = create_app(make_env(database_url, **env))
+    stack.callback(dispose, app)
+    return Proxy(via, app, stack, settings, nginx)
 
 
 @pytest.fixture

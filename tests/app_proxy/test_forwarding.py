@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.app_proxy.backend_verifier import send_raw, user_at
-from tests.upstream import send
+from tests.support.backend_verifier import send_raw, user_at
+from tests.support.upstream import send
 
 
 def proxy_url(app_id, path=""):
@@ -243,14 +243,11 @@ def test_proxy_runs_at_most_one_query_per_request(
 
 
 def test_with_caches_a_proxied_request_runs_no_query(
-    database_url, reader, proxied, upstream, count_statements
+    make_app, database_url, reader, proxied, upstream, count_statements
 ):
-    from applications_api import create_app
-    from tests.conftest import caches_trusted, make_env
+    from tests.support.app import caches_trusted
 
-    cached = create_app(
-        make_env(database_url, AUTH_CACHE_SECONDS="60", APP_PROXY_CACHE_SECONDS="60")
-    )
+    cached = make_app(database_url, AUTH_CACHE_SECONDS="60", APP_PROXY_CACHE_SECONDS="60")
     caches_trusted(cached)
     client = cached.test_client()
     # warming takes up to three calls: recording the token's first use is a change that
@@ -263,13 +260,10 @@ def test_with_caches_a_proxied_request_runs_no_query(
     assert counter.statements == []
 
 
-def test_a_cached_target_expires(database_url, client, staff, reader, proxied, upstream):
+def test_a_cached_target_expires(make_app, database_url, client, staff, reader, proxied, upstream):
     import time
 
-    from applications_api import create_app
-    from tests.conftest import make_env
-
-    cached = create_app(make_env(database_url, APP_PROXY_CACHE_SECONDS="0.3"))
+    cached = make_app(database_url, APP_PROXY_CACHE_SECONDS="0.3")
     proxy_client = cached.test_client()
     assert proxy_client.get(proxy_url(proxied["id"], "x"), headers=reader).status_code == 200
     client.patch(

@@ -10,7 +10,7 @@ import requests
 import urllib3
 
 from applications_api.app_proxy import python_transfer
-from tests.upstream import send, send_chunked
+from tests.support.upstream import send, send_chunked
 
 python_only = pytest.mark.parametrize("via", ["python"], indirect=True)
 

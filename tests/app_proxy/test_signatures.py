@@ -11,9 +11,9 @@ import time
 import pytest
 
 from applications_api.app_proxy import signing
-from tests.app_proxy.backend_verifier import README, send_raw, user_at, verified_user
-from tests.conftest import SIGNING_KEY
-from tests.upstream import Received, Upstream
+from tests.support.app import SIGNING_KEY
+from tests.support.backend_verifier import README, send_raw, user_at, verified_user
+from tests.support.upstream import Received, Upstream
 
 
 def prefix(app_id):

@@ -10,7 +10,7 @@ import pytest
 import requests
 import urllib3
 
-from tests.upstream import reset_after, send, send_chunked
+from tests.support.upstream import reset_after, send, send_chunked
 
 
 def proxy_url(base, app_id, path=""):

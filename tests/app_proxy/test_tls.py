@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.upstream import Upstream
+from tests.support.upstream import Upstream
 
 nginx_only = pytest.mark.parametrize("via", ["nginx"], indirect=True)
 

@@ -2,7 +2,7 @@ import threading
 
 import requests
 
-from tests.live_server import LiveServer
+from tests.support.live_server import LiveServer
 
 WRITERS = 20
 
@@ -41,18 +41,17 @@ def test_concurrent_patches_adding_config_keys_all_survive(app, create, staff):
     }
 
 
-def test_a_lock_held_past_the_timeout_is_a_503_never_a_hang(database_url, create, staff):
+def test_a_lock_held_past_the_timeout_is_a_503_never_a_hang(make_app, database_url, create, staff):
     import sqlite3
     import time
 
     import psycopg
 
-    from applications_api import create_app
-    from tests.conftest import ON_POSTGRESQL, make_env
+    from tests.support.app import ON_POSTGRESQL
 
     created = create(name="held")
-    impatient = create_app(
-        make_env(database_url, DATABASE_STATEMENT_TIMEOUT="0.5", DATABASE_CONNECT_TIMEOUT="0.5")
+    impatient = make_app(
+        database_url, DATABASE_STATEMENT_TIMEOUT="0.5", DATABASE_CONNECT_TIMEOUT="0.5"
     )
     if ON_POSTGRESQL:
         holder = psycopg.connect(database_url.replace("+psycopg", ""))

@@ -9,11 +9,9 @@ import pytest
 import requests
 from sqlalchemy import select, text
 
-from applications_api import create_app
 from applications_api.applications.models import Application
 from applications_api.database import db
-from tests.conftest import make_env
-from tests.live_server import LiveServer
+from tests.support.live_server import LiveServer
 
 URL = "/api/v1/applications/"
 SECRET = "s3cret-value-123"
@@ -167,8 +165,8 @@ def test_secrets_are_written_never_read(app, client, staff, create, caplog):
     assert SECRET not in everything
 
 
-def test_an_empty_setting_turns_masking_off(database_url, create, staff):
-    plain = create_app(make_env(database_url, APPLICATION_SECRET_KEYS=""))
+def test_an_empty_setting_turns_masking_off(make_app, database_url, create, staff):
+    plain = make_app(database_url, APPLICATION_SECRET_KEYS="")
     app_id = create(config={"api_key": SECRET})["id"]
     answer = plain.test_client().get(f"{URL}{app_id}/", headers=staff).json
     assert answer["config"]["api_key"] == SECRET

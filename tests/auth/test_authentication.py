@@ -88,11 +88,9 @@ def test_keys_are_long_and_random(app):
     assert all(len(bytes.fromhex(key)) * 8 >= 160 for key in keys)
 
 
-def test_invalid_tokens_are_never_cached(database_url):
-    from applications_api import create_app
-    from tests.conftest import make_env
+def test_invalid_tokens_are_never_cached(make_app, database_url):
 
-    cached_app = create_app(make_env(database_url, AUTH_CACHE_SECONDS="60"))
+    cached_app = make_app(database_url, AUTH_CACHE_SECONDS="60")
     client = cached_app.test_client()
     assert_401(client.get(URL, headers={"Authorization": "Token nope"}))
     assert cached_app.extensions["applications_api"].token_cache.entries == {}

@@ -3,9 +3,8 @@ import time
 import flask_migrate
 from sqlalchemy.engine import make_url
 
-from applications_api import create_app
-from tests.conftest import make_env, postgresql_only
-from tests.tcp_tools import BlackHole, Forwarder
+from tests.support.app import postgresql_only
+from tests.support.tcp_tools import BlackHole, Forwarder
 
 URL = "/api/v1/healthcheck/"
 
@@ -16,21 +15,19 @@ def test_healthcheck_needs_no_token(client):
     assert response.json["status"] == "ok"
 
 
-def test_unreachable_database_is_a_fast_503():
-    app = create_app(make_env("postgresql://postgres@127.0.0.1:1/nothing"))
+def test_unreachable_database_is_a_fast_503(make_app):
+    app = make_app("postgresql://postgres@127.0.0.1:1/nothing")
     response = app.test_client().get(URL)
     assert response.status_code == 503
     assert response.json["code"] == 503
 
 
-def test_stalled_database_is_a_503_within_the_connect_timeout():
+def test_stalled_database_is_a_503_within_the_connect_timeout(make_app):
     hole = BlackHole()
     try:
-        app = create_app(
-            make_env(
-                f"postgresql://postgres@127.0.0.1:{hole.port}/nothing",
-                DATABASE_CONNECT_TIMEOUT="1",
-            )
+        app = make_app(
+            f"postgresql://postgres@127.0.0.1:{hole.port}/nothing",
+            DATABASE_CONNECT_TIMEOUT="1",
         )
         started = time.monotonic()
         response = app.test_client().get(URL)
@@ -41,23 +38,21 @@ def test_stalled_database_is_a_503_within_the_connect_timeout():
     assert elapsed < 10  # bounded by the connect timeout (libpq may try twice), not hung
 
 
-def test_api_endpoints_answer_503_json_when_the_database_is_down():
-    app = create_app(make_env("postgresql://postgres@127.0.0.1:1/nothing"))
+def test_api_endpoints_answer_503_json_when_the_database_is_down(make_app):
+    app = make_app("postgresql://postgres@127.0.0.1:1/nothing")
     response = app.test_client().get("/api/v1/applications/", headers={"Authorization": "Token x"})
     assert response.status_code == 503
     assert response.json["status"] == "Service Unavailable"
 
 
 @postgresql_only
-def test_the_same_process_recovers_when_the_database_returns(database_url):
+def test_the_same_process_recovers_when_the_database_returns(make_app, database_url):
     url = make_url(database_url)
     forwarder = Forwarder(url.host or "127.0.0.1", url.port or 5432)
     forwarder.start()
-    app = create_app(
-        make_env(
-            url.set(host="127.0.0.1", port=forwarder.port).render_as_string(hide_password=False),
-            DATABASE_CONNECT_TIMEOUT="1",
-        )
+    app = make_app(
+        url.set(host="127.0.0.1", port=forwarder.port).render_as_string(hide_password=False),
+        DATABASE_CONNECT_TIMEOUT="1",
     )
     client = app.test_client()
     try:
@@ -77,9 +72,9 @@ def test_migrations_are_idempotent(app):
 
 
 @postgresql_only
-def test_platform_style_postgres_urls_work_as_given(database_url):
+def test_platform_style_postgres_urls_work_as_given(make_app, database_url):
     # hosting platforms hand out postgres://…; the app must connect with it unchanged
     url = make_url(database_url).set(drivername="postgres").render_as_string(hide_password=False)
     assert url.startswith("postgres://")
-    app = create_app(make_env(url))
+    app = make_app(url)
     assert app.test_client().get(URL).status_code == 200

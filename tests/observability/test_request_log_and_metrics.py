@@ -4,9 +4,7 @@ import socket
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from applications_api import create_app
 from applications_api.observability import JsonFormatter
-from tests.conftest import make_env
 
 
 def request_lines(caplog):
@@ -114,14 +112,14 @@ def test_proxy_metrics_by_application(client, reader, create, proxied, upstream)
 
 
 def test_forwarded_for_is_trusted_only_from_configured_proxies(
-    database_url, reader, proxied, upstream
+    make_app, database_url, reader, proxied, upstream
 ):
     spoofed = {**reader, "X-Forwarded-For": "6.6.6.6, 10.1.1.1"}
-    direct = create_app(make_env(database_url)).test_client()
+    direct = make_app(database_url).test_client()
     direct.get(f"/api/v1/app_proxy/{proxied['id']}/x", headers=spoofed)
     assert upstream.last.headers["X-Forwarded-For"] == "127.0.0.1"
 
-    behind_nginx = create_app(make_env(database_url, TRUSTED_PROXIES="1")).test_client()
+    behind_nginx = make_app(database_url, TRUSTED_PROXIES="1").test_client()
     behind_nginx.get(f"/api/v1/app_proxy/{proxied['id']}/x", headers=spoofed)
     assert upstream.last.headers["X-Forwarded-For"] == "10.1.1.1"
 

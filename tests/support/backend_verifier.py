@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 from applications_api.app_proxy import signing
-from tests.conftest import SIGNING_KEY
+from tests.support.app import SIGNING_KEY
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

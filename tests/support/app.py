@@ -1,0 +1,75 @@
+"""The app as tests build it: settings for a test database, an authorization header, and
+waiting for the caches to trust what they hold."""
+
+import os
+import time
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from applications_api.database import db
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+ON_POSTGRESQL = DATABASE_URL.startswith(("postgres://", "postgresql"))
+TABLES = ("application_changes", "applications", "tokens", "users")
+SIGNING_KEY = "test-signing-key"
+
+postgresql_only = pytest.mark.skipif(
+    not ON_POSTGRESQL, reason="needs DATABASE_URL pointing at PostgreSQL"
+)
+
+
+class BufferedClient(FlaskClient):
+    """Reads each answer in full and closes it, as a WSGI server does: a proxied answer
+    left unread would hold its app_proxy slot. Streaming tests use a real server."""
+
+    def open(self, *args, **kwargs):
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
+def make_env(database_url, **overrides):
+    # No caches by default: tests see a deactivated user or application refused at once.
+    return {
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "WARNING",
+        "AUTH_CACHE_SECONDS": "0",
+        "APP_PROXY_CACHE_SECONDS": "0",
+        "APP_PROXY_SIGNING_KEY": SIGNING_KEY,
+        **overrides,
+    }
+
+
+def auth_header(key):
+    return {"Authorization": f"Token {key}"}
+
+
+def empty_tables(app):
+    with app.app_context():
+        with db.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+            else:
+                for table in TABLES:
+                    connection.execute(text(f"DELETE FROM {table}"))
+
+
+def dispose(app):
+    """Close every pooled connection of `app` (an app a test made and is done with)."""
+    with app.app_context():
+        db.engine.dispose()
+
+
+def caches_trusted(app):
+    """Wait until the app's caches may be used: on PostgreSQL, once its change feed
+    listens (cache.py), which starts with the first cached lookup."""
+    cache = app.extensions["applications_api"].token_cache
+    deadline = time.monotonic() + 10
+    while cache.generation() is None:
+        assert time.monotonic() < deadline, "the change feed never started listening"
+        time.sleep(0.01)
+
+
+Flask.test_client_class = BufferedClient
