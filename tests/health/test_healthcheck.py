@@ -1,6 +1,5 @@
 import time
 
-import flask_migrate
 from sqlalchemy.engine import make_url
 
 from tests.support.app import postgresql_only
@@ -64,11 +63,6 @@ def test_the_same_process_recovers_when_the_database_returns(make_app, database_
         assert client.get(URL).status_code == 200
     finally:
         forwarder.stop()
-
-
-def test_migrations_are_idempotent(app):
-    with app.app_context():
-        flask_migrate.upgrade()  # already at head: nothing to do, no error
 
 
 @postgresql_only
