@@ -16,10 +16,12 @@
 
 The app itself writes one JSON line per request, so gunicorn's access log stays off
 unless asked for.
-| PROMETHEUS_MULTIPROC_DIR  | a new temp dir  | where workers share their metrics          |
+| PROMETHEUS_MULTIPROC_DIR  | a new temp dir  | where workers share their metrics (a temp  |
+|                           |                 | dir of its own is removed on exit)         |
 """
 
 import os
+import shutil
 import sys
 import tempfile
 
@@ -60,9 +62,12 @@ forwarded_allow_ips = ""
 secure_scheme_headers = {}
 
 # prometheus-client reads this when first imported, so it is set before the app loads.
-# A fresh directory per start: stale files of dead workers would skew the sums.
+# A fresh directory per start (stale files of dead workers would skew the sums), removed
+# when gunicorn exits.
+_metrics_dir = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="applications-metrics-")
+    _metrics_dir = tempfile.mkdtemp(prefix="applications-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
 def on_starting(server):
@@ -77,6 +82,11 @@ def on_starting(server):
         server.log.warning(
             "APP_PROXY_SIGNING_KEY is not set: app_proxy's identity signature proves nothing"
         )
+
+
+def on_exit(server):
+    if _metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
 def child_exit(server, worker):

@@ -1,10 +1,14 @@
 import json
 import logging
+import os
 import socket
 
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from applications_api.observability import JsonFormatter
+from tests.support.app import make_env
+from tests.support.servers import Gunicorn
 
 
 def request_lines(caplog):
@@ -151,3 +155,20 @@ def test_a_proxied_answer_writes_its_log_line_once_it_is_closed(
     [record] = [r for r in request_lines(caplog) if r.fields["request_id"] == "proxied-1"]
     assert record.fields["application_id"] == proxied["id"]
     assert record.fields["status"] == 200
+
+
+def test_gunicorn_removes_the_metrics_directory_it_made(database_url, tmp_path):
+    """gunicorn.conf.py makes PROMETHEUS_MULTIPROC_DIR when none is given: a directory of
+    its own, gone when gunicorn exits."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, **make_env(database_url), "TMPDIR": str(scratch)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    server = Gunicorn(tmp_path, env)
+    try:
+        made = [path.name for path in scratch.iterdir()]
+        assert any(name.startswith("applications-metrics-") for name in made), made
+        assert requests.get(f"{server.url}/metrics", timeout=5).status_code == 200
+    finally:
+        server.stop()
+    assert list(scratch.iterdir()) == []
