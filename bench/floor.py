@@ -18,6 +18,8 @@ from urllib.parse import parse_qs
 import psycopg
 from psycopg.types.json import Json
 
+from applications_api.applications.service import merge_patch  # (the same merge)
+
 COLUMNS = (
     "id, name, application_type, config, is_active, remote_object_id, created_by, "
     "is_visible, is_proxy_available, related_application_id, created_date, "
@@ -70,18 +72,6 @@ def answer(start_response, status, body, headers=()):
     return [data]
 
 
-def merge(target, patch):  # (RFC 7396, as service.merge_patch: the floor imports nothing)
-    if not isinstance(patch, dict):
-        return patch
-    merged = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = merge(merged.get(key), value)
-    return merged
-
-
 def app(environ, start_response):
     db = connection()
     key = environ.get("HTTP_AUTHORIZATION", "").removeprefix("Token ")
@@ -122,7 +112,7 @@ def app(environ, start_response):
         (config,) = db.execute(
             "SELECT config FROM applications WHERE id = %s FOR UPDATE", (app_id,)
         ).fetchone()
-        merged = merge(config, body.get("config"))
+        merged = merge_patch(config, body.get("config"))
         changes = [
             {"field": f"config.{k}", "old": (config or {}).get(k), "new": v}
             for k, v in (body.get("config") or {}).items()

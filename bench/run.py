@@ -26,7 +26,7 @@ import psycopg
 import requests
 
 from bench.upstream_nginx import plain_proxy_nginx, static_nginx
-from tests.support.servers import ROOT, Nginx, deployed_site, wait_until_up
+from tests.support.servers import ROOT, Nginx, deployed_site, register_backend, wait_until_up
 
 BIN = Path(sys.executable).parent
 LUA = ROOT / "bench" / "lua"
@@ -365,18 +365,10 @@ def proxy_scenarios(args, env, api, report):
     plain = plain_proxy_nginx(8106, 8103)
     try:
         auth = {"Authorization": f"Token {env['BENCH_TOKEN']}"}
-        created = requests.post(
-            f"http://127.0.0.1:{api.port}/api/v1/applications/",
-            json={
-                "name": "bench upstream",
-                "application_type": "extension",
-                "is_proxy_available": True,
-                "config": {"web_url": static.url + "/"},
-            },
-            headers=auth,
-            timeout=30,
-        ).json()
-        proxy = f"/api/v1/app_proxy/{created['id']}"
+        app_id = register_backend(
+            f"http://127.0.0.1:{api.port}", auth, static.url + "/", "bench upstream"
+        )
+        proxy = f"/api/v1/app_proxy/{app_id}"
         report.add("direct: 1 KiB GET (nginx)", wrk(Direct(8103), "/1k.bin", args, env))
         report.add("embedded proxy: 1 KiB GET", wrk(api, f"{proxy}/1k.bin", args, env))
         report.add("nginx proxy: 1 KiB GET", wrk(Direct(8105), f"{proxy}/1k.bin", args, env))

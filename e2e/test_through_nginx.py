@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.stack import BIN, ROOT, SIGNING_KEY
 from tests.support.backend_verifier import send_raw, user_at
+from tests.support.servers import register_backend
 from tests.support.upstream import send, send_chunked
 
 MIB = 1 << 20
@@ -72,18 +73,7 @@ def test_unauthenticated_is_401_json(stack):
 
 
 def proxied_app(stack, staff, upstream):
-    response = requests.post(
-        f"{stack.url}/api/v1/applications/",
-        json={
-            "name": "E2E backend",
-            "application_type": "extension",
-            "is_proxy_available": True,
-            "config": {"web_url": f"{upstream.url}/ext/"},
-        },
-        headers=staff,
-        timeout=10,
-    )
-    return response.json()["id"]
+    return register_backend(stack.url, staff, f"{upstream.url}/ext/", "E2E backend")
 
 
 def test_streamed_50_mb_download_through_the_proxy(stack, staff, upstream):

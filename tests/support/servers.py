@@ -116,3 +116,21 @@ class Gunicorn:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def register_backend(service_url, headers, web_url, name="Backend"):
+    """Register an application whose backend is `web_url`, through the running service
+    at `service_url`, and return its id."""
+    response = requests.post(
+        f"{service_url}/api/v1/applications/",
+        json={
+            "name": name,
+            "application_type": "extension",
+            "is_proxy_available": True,
+            "config": {"web_url": web_url},
+        },
+        headers=headers,
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()["id"]
