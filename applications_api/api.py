@@ -10,29 +10,31 @@ about what a client sees; split, each half would have to know the other's.
 import http
 import json
 import logging
+from collections.abc import Callable, Mapping
 from copy import deepcopy
 from functools import wraps
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import marshmallow as ma
-from flask import Flask, current_app, jsonify, request
+from apispec import APISpec
+from flask import Flask, Request, Response, current_app, jsonify, request
 from flask_smorest import Api as BaseApi
 from flask_smorest import Blueprint as BaseBlueprint
-from flask_smorest import abort
 from flask_smorest.pagination import PaginationParameters
 from flask_smorest.utils import unpack_tuple_response
 from marshmallow import missing
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from webargs.flaskparser import FlaskParser, is_json_request
-from werkzeug.exceptions import NotFound
+from webargs.flaskparser import FlaskParser, abort, is_json_request
+from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import BaseConverter
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 MAX_ID = 2**31 - 1  # ids are 32-bit integers, in URLs as in the tables
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class IdConverter(BaseConverter):
@@ -63,8 +65,10 @@ class ErrorSchema(ma.Schema):
     )
 
 
-def error_payload(code, message=None, errors=None):
-    payload = {"code": code, "status": http.HTTPStatus(code).phrase}
+def error_payload(
+    code: int, message: str | None = None, errors: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"code": code, "status": http.HTTPStatus(code).phrase}
     if message:
         payload["message"] = message
     if errors:
@@ -72,7 +76,9 @@ def error_payload(code, message=None, errors=None):
     return payload
 
 
-def error_response(code, message=None, errors=None):
+def error_response(
+    code: int, message: str | None = None, errors: Mapping[str, Any] | None = None
+) -> Response:
     response = jsonify(error_payload(code, message, errors))
     response.status_code = code
     return response
@@ -83,7 +89,7 @@ class Parser(FlaskParser):
 
     DEFAULT_VALIDATION_STATUS = 400
 
-    def _raw_load_json(self, req):
+    def _raw_load_json(self, req: Request) -> Any:
         if not is_json_request(req):
             if req.content_length or req.headers.get("Transfer-Encoding"):
                 abort(415, message="Send the request body as application/json.")
@@ -112,7 +118,9 @@ class Parser(FlaskParser):
 class Api(BaseApi):
     ERROR_SCHEMA = ErrorSchema
 
-    def handle_http_exception(self, error):
+    def handle_http_exception(
+        self, error: HTTPException
+    ) -> tuple[dict[str, Any], int, dict[str, str]]:
         # flask-smorest builds a fresh response: keep the headers the exception
         # carries (Allow on 405, WWW-Authenticate on 401).
         headers = {
@@ -126,6 +134,7 @@ class Api(BaseApi):
         message = data.get("message") or (
             "The request is invalid: see errors." if errors else error.description
         )
+        assert error.code is not None  # (Flask hands error handlers only exceptions with a code)
         payload = error_payload(error.code, message, errors)
         return payload, error.code, headers
 
@@ -154,7 +163,9 @@ class PagedArgsSchema(ma.Schema):
 class Blueprint(BaseBlueprint):
     ARGUMENTS_PARSER = Parser()
 
-    def paginate(self, pager=None, **kwargs):
+    def paginate(
+        self, pager: Any = None, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Pagination in the view, with `page`/`limit` arguments, which the view's query
         arguments (a PagedArgsSchema) carry and document.
 
@@ -165,9 +176,9 @@ class Blueprint(BaseBlueprint):
         if pager is not None or kwargs:
             raise TypeError("this API paginates in the view with page/limit only")
 
-        def decorator(func):
+        def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
             @wraps(func)
-            def wrapper(*args, **kw):
+            def wrapper(*args: Any, **kw: Any) -> Any:
                 (query_args,) = (arg for arg in args if isinstance(arg, dict))
                 page_params = PaginationParameters(
                     query_args.pop("page"), query_args.pop("page_size")
@@ -179,13 +190,16 @@ class Blueprint(BaseBlueprint):
                 result, headers = self._set_pagination_metadata(page_params, result, headers)
                 return result, status, headers
 
-            wrapper._apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))
-            wrapper._apidoc["pagination"] = {"response": {400: http.HTTPStatus(400).name}}
+            # (flask-smorest reads an operation's documentation from its view's _apidoc)
+            wrapper._apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))  # type: ignore[attr-defined]
+            wrapper._apidoc["pagination"] = {"response": {400: http.HTTPStatus(400).name}}  # type: ignore[attr-defined]
             return wrapper
 
         return decorator
 
-    def _prepare_pagination_doc(self, doc, doc_info, *, spec, **kwargs):
+    def _prepare_pagination_doc(
+        self, doc: dict[str, Any], doc_info: Mapping[str, Any], *, spec: APISpec, **kwargs: Any
+    ) -> dict[str, Any]:
         # (flask-smorest's, less the parameters: the view's PagedArgsSchema has them)
         if doc_info.get("pagination"):
             doc.setdefault("responses", {}).update(doc_info["pagination"]["response"])
@@ -206,13 +220,15 @@ class Blueprint(BaseBlueprint):
         "schema": {"type": "string"},
     }
 
-    def _check_precondition(self):
+    def _check_precondition(self) -> None:
         pass
 
-    def _verify_check_etag(self):
+    def _verify_check_etag(self) -> None:
         pass
 
-    def _prepare_etag_doc(self, doc, doc_info, **kwargs):
+    def _prepare_etag_doc(
+        self, doc: dict[str, Any], doc_info: Mapping[str, Any], **kwargs: Any
+    ) -> dict[str, Any]:
         doc = super()._prepare_etag_doc(doc, doc_info, **kwargs)
         doc.get("responses", {}).pop(428, None)
         doc["parameters"] = [
@@ -221,22 +237,24 @@ class Blueprint(BaseBlueprint):
         ]
         return doc
 
-    def check_if_match(self, etag_data):
+    def check_if_match(self, etag_data: Any) -> None:
         """412 when the request's If-Match, if it sent one, names another version."""
         if request.if_match:
             self.check_etag(etag_data)
 
-    def documents_errors(self, *codes):
+    def documents_errors(self, *codes: int) -> Callable[[_F], _F]:
         """Document error responses (the shared error body) on an operation."""
 
-        def decorator(func):
+        def decorator(func: _F) -> _F:
             for code in codes:
                 func = self.alt_response(code, response=http.HTTPStatus(code).name)(func)
             return func
 
         return decorator
 
-    def _set_pagination_metadata(self, page_params, result, headers):
+    def _set_pagination_metadata(
+        self, page_params: PaginationParameters, result: Any, headers: Any
+    ) -> tuple[Any, dict[str, str]]:
         headers = dict(headers or {})
         metadata = self._make_pagination_metadata(
             page_params.page, page_params.page_size, page_params.item_count
@@ -257,7 +275,7 @@ class Blueprint(BaseBlueprint):
             headers["Link"] = ", ".join(link_values)
         return result, headers
 
-    def _document_pagination_metadata(self, spec, resp_doc):
+    def _document_pagination_metadata(self, spec: APISpec, resp_doc: dict[str, Any]) -> None:
         # The header's value is JSON: documented through `content`, not a `schema`
         # (which would mean comma-separated key=value pairs).
         page_number = {"type": "integer", "minimum": 1}
@@ -287,7 +305,7 @@ class Blueprint(BaseBlueprint):
         }
 
 
-def _page_url(number):
+def _page_url(number: int) -> str:
     """This request's path and query with `page` set to `number`."""
     args = [(key, value) for key, value in request.args.items(multi=True) if key != "page"]
     args.append(("page", str(number)))
@@ -297,7 +315,7 @@ def _page_url(number):
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DataError)
     @app.errorhandler(IntegrityError)
-    def database_refused_value(error):
+    def database_refused_value(error: DataError | IntegrityError) -> Response:
         # Validation rejects what it knows of; this catches whatever the database
         # still refuses, so a bad value is the caller's 400, never our 500.
         log.info("database refused a value: %s", error.orig)
@@ -310,12 +328,14 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
     @app.errorhandler(PoolTimeoutError)
-    def database_unavailable(error):
+    def database_unavailable(
+        error: OperationalError | InterfaceError | PoolTimeoutError,
+    ) -> Response:
         log.error("database unavailable: %s", error)
         return error_response(503, "The database is unavailable; try again shortly.")
 
     @app.errorhandler(Exception)
-    def unexpected_error(error):
+    def unexpected_error(error: Exception) -> Response:
         log.exception("unhandled error")
         return error_response(500, "An unexpected error occurred.")
 

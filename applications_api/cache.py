@@ -21,6 +21,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Hashable
+from typing import Any
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -35,7 +37,7 @@ RECONNECT_PAUSE = 0.2  # seconds between attempts to listen again
 class ChangeFeed:
     """Tells this process when cached rows may have changed (see the module's doc)."""
 
-    def __init__(self, database_url, connect_timeout=3.0):
+    def __init__(self, database_url: str, connect_timeout: float = 3.0) -> None:
         url = make_url(database_url)
         self.dialect = url.get_backend_name()
         self.url = url
@@ -43,11 +45,11 @@ class ChangeFeed:
         self.generations = dict.fromkeys(TOPICS, 0)
         self.listening = False
         self.lock = threading.Lock()
-        self.pid = None  # the process that started the listener or opened the probe
-        self.probe = None
-        self.data_version = None
+        self.pid: int | None = None  # the process that started the listener or opened the probe
+        self.probe: sqlite3.Connection | None = None
+        self.data_version: int | None = None
 
-    def generation(self, topic):
+    def generation(self, topic: str) -> int | None:
         """The topic's current generation, or None while changes may go unheard."""
         if self.pid != os.getpid():
             self._start()
@@ -57,11 +59,11 @@ class ChangeFeed:
             return None
         return self.generations[topic]
 
-    def changed(self, *topics):
+    def changed(self, *topics: str) -> None:
         for topic in topics or TOPICS:
             self.generations[topic] += 1
 
-    def _start(self):
+    def _start(self) -> None:
         with self.lock:
             if self.pid == os.getpid():
                 return
@@ -78,14 +80,15 @@ class ChangeFeed:
             else:
                 threading.Thread(target=self._listen, name="change-feed", daemon=True).start()
 
-    def _check_data_version(self):
+    def _check_data_version(self) -> None:
         with self.lock:
+            assert self.probe is not None  # (opened by _start, which generation() calls first)
             version = self.probe.execute("PRAGMA data_version").fetchone()[0]
             if version != self.data_version:
                 self.data_version = version
                 self.changed()
 
-    def _listen(self):
+    def _listen(self) -> None:
         conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
         while True:
             try:
@@ -117,15 +120,15 @@ class ChangeFeed:
 class FreshCache:
     MAX_ENTRIES = 10_000
 
-    def __init__(self, feed, topic, ttl):
+    def __init__(self, feed: ChangeFeed, topic: str, ttl: float) -> None:
         self.feed, self.topic, self.ttl = feed, topic, ttl
-        self.entries = {}
+        self.entries: dict[Hashable, tuple[Any, int, float]] = {}
 
-    def generation(self):
+    def generation(self) -> int | None:
         """Take this before reading the database; hand it to put() with what was read."""
         return self.feed.generation(self.topic) if self.ttl > 0 else None
 
-    def get(self, key):
+    def get(self, key: Hashable) -> Any:
         if self.ttl <= 0:
             return None
         generation = self.feed.generation(self.topic)
@@ -139,7 +142,7 @@ class FreshCache:
             return entry[0]
         return None
 
-    def put(self, key, value, generation):
+    def put(self, key: Hashable, value: Any, generation: int | None) -> None:
         """Keep `value`, read in `generation`. If a change was heard since, the entry is
         never served: get() serves only entries of the current generation."""
         if generation is None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import swagger_ui
 from apispec import BasePlugin
-from flask import Blueprint, send_from_directory
+from flask import Blueprint, Response, send_from_directory
 
 from .api import API_PREFIX
 from .app_proxy.forwarding import URL_PREFIX
@@ -19,12 +19,12 @@ assets = Blueprint("swagger_ui_assets", __name__)
 
 
 @assets.route(f"{SWAGGER_UI_ASSETS_URL}<path:filename>")
-def swagger_ui_asset(filename):
+def swagger_ui_asset(filename: str) -> Response:
     return send_from_directory(SWAGGER_UI_DIR, filename, max_age=86400)
 
 
 @assets.route("/favicon.ico")
-def favicon():
+def favicon() -> Response:
     return send_from_directory(
         SWAGGER_UI_DIR, "favicon-32x32.png", max_age=86400, mimetype="image/png"
     )

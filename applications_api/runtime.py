@@ -2,7 +2,7 @@
 transfer. `runtime()` and `current_settings()` are how code reaches them."""
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from flask import Flask, Response, current_app
 
@@ -17,7 +17,8 @@ class Transfer(Protocol):
 
     def init_app(self, app: Flask) -> None: ...
 
-    def forward(self, app_id: int, target: object) -> Response: ...
+    # (target: app_proxy.forwarding.Target, which imports this module)
+    def forward(self, app_id: int, target: Any) -> Response: ...
 
 
 @dataclass

@@ -6,8 +6,10 @@ stops with a message an operator can act on.
 
 import ipaddress
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -51,7 +53,15 @@ class Settings:
     metrics_multiproc_dir: str  # PROMETHEUS_MULTIPROC_DIR: workers' shared metrics (gunicorn)
 
 
-def _number(env, name, default, *, cast=float, minimum=0, allow_zero=False):
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    cast: Callable[[str], float] = float,
+    minimum: float = 0,
+    allow_zero: bool = False,
+) -> Any:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -64,7 +74,7 @@ def _number(env, name, default, *, cast=float, minimum=0, allow_zero=False):
     return value
 
 
-def _database_url(env):
+def _database_url(env: Mapping[str, str]) -> str:
     raw = env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
     # Hosting platforms hand out postgres:// and postgresql:// URLs; this service
     # talks to PostgreSQL through psycopg 3.
@@ -85,7 +95,9 @@ def _database_url(env):
     return raw
 
 
-def _own_addresses(env):
+def _own_addresses(
+    env: Mapping[str, str],
+) -> tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int], ...]:
     """Where gunicorn listens (GUNICORN_BIND): app_proxy never forwards there. A bind to
     every address (0.0.0.0, ::) stands for loopback on that port."""
     bind = env.get("GUNICORN_BIND", "").strip() or "127.0.0.1:8000"
@@ -102,7 +114,9 @@ def _own_addresses(env):
     return ((ipaddress.ip_network(address), int(port)),)
 
 
-def _networks(env, environment):
+def _networks(
+    env: Mapping[str, str], environment: str
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     raw = env.get("APP_PROXY_DENIED_NETWORKS")
     if raw is None:
         raw = PRODUCTION_DENIED_NETWORKS if environment == "production" else DEFAULT_DENIED_NETWORKS
@@ -122,20 +136,20 @@ def _networks(env, environment):
 DEFAULT_SECRET_KEYS = "*password*,*secret*,*token*,*api_key*,*private_key*"
 
 
-def _secret_keys(env):
+def _secret_keys(env: Mapping[str, str]) -> tuple[str, ...]:
     raw = env.get("APPLICATION_SECRET_KEYS")
     raw = DEFAULT_SECRET_KEYS if raw is None else raw
     return tuple(part.strip().lower() for part in raw.split(",") if part.strip())
 
 
-def _transfer(env):
+def _transfer(env: Mapping[str, str]) -> str:
     transfer = env.get("APP_PROXY_TRANSFER", "python").strip().lower() or "python"
     if transfer not in ("python", "nginx"):
         raise SettingsError(f"APP_PROXY_TRANSFER: {transfer!r} is neither python nor nginx")
     return transfer
 
 
-def load_settings(env=None):
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from a mapping of environment variables (os.environ by default)."""
     env = os.environ if env is None else env
     log_level = env.get("LOG_LEVEL", "INFO").strip().upper()

@@ -11,7 +11,7 @@ commands = Blueprint("app_proxy_commands", __name__, cli_group=None)
 
 @commands.cli.command("app-proxy-key")
 @click.argument("app_id", type=click.IntRange(min=1))
-def app_proxy_key(app_id):
+def app_proxy_key(app_id: int) -> None:
     """Print the key application APP_ID's backend verifies app_proxy signatures with."""
     secret = current_settings().proxy_signing_key
     if not secret:

@@ -7,12 +7,15 @@ a backend is decided here, in one reading, for both transfers.
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NoReturn, cast
 from urllib.parse import quote, unquote, urlsplit
 
 from flask import request
-from flask_smorest import abort
 from http_message_signatures import HTTPMessageSignaturesException
+from webargs.flaskparser import abort
+from werkzeug.datastructures import Headers
 
 from ..api import API_PREFIX
 from ..observability import PROXY_UPSTREAM_ERRORS, current_request_id
@@ -77,12 +80,12 @@ NOT_FORWARDED = SPOOFABLE | {"host", "authorization", "cookie", "content-length"
 URL_PREFIX = f"{API_PREFIX}/app_proxy"
 
 
-def proxy_prefix(app_id):
+def proxy_prefix(app_id: int) -> str:
     """Where application `app_id`'s backend appears on this service."""
     return f"{URL_PREFIX}/{app_id}"
 
 
-def end_to_end(headers):
+def end_to_end(headers: Headers | Mapping[str, str]) -> list[tuple[str, str]]:
     """(name, value) pairs less hop-by-hop headers, those `Connection` names included."""
     named = {name.strip().lower() for name in headers.get("Connection", "").split(",")}
     return [
@@ -92,7 +95,7 @@ def end_to_end(headers):
     ]
 
 
-def raw_target(app_id):
+def raw_target(app_id: int) -> tuple[str, str | None]:
     """The {path} part and the query (None without "?") of this request as the caller
     sent them, still percent-encoded.
 
@@ -127,25 +130,25 @@ _NOT_IN_PATH = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]
 _NOT_IN_QUERY = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?%]")
 
 
-def _percent_encoded(match):
+def _percent_encoded(match: re.Match[str]) -> str:
     char = match.group()  # one character: a byte, when it came from the request line
     return "".join(
         f"%{byte:02X}" for byte in char.encode("latin-1" if ord(char) < 256 else "utf-8")
     )
 
 
-def as_uri(text, not_allowed=_NOT_IN_PATH):
+def as_uri(text: str, not_allowed: re.Pattern[str] = _NOT_IN_PATH) -> str:
     """`text` (a raw target's path or query, one character per byte) as URI characters."""
     return not_allowed.sub(_percent_encoded, text)
 
 
-def normalize_path(raw_path):
+def normalize_path(raw_path: str) -> str:
     """Resolve dot-segments of `raw_path`; abort 400 if they would climb above the base.
 
     Segments are judged after percent-decoding (repeatedly, so %252e%252e counts), and a
     segment hiding a slash or backslash that makes a dot-segment is refused outright.
     """
-    kept = []
+    kept: list[str] = []
     for segment in raw_path.split("/"):
         decoded = segment
         for _ in range(3):
@@ -164,7 +167,7 @@ def normalize_path(raw_path):
     return "/".join(kept)
 
 
-def fail(app_id, status, error, message):
+def fail(app_id: int, status: int, error: str, message: str) -> NoReturn:
     """Count an upstream failure by kind and answer it with the JSON error."""
     PROXY_UPSTREAM_ERRORS.labels(app_id, error).inc()
     abort(status, message=message)
@@ -184,20 +187,20 @@ class Target:
     headers: dict  # added upstream, overwriting the caller's: X-Forwarded-*, X-Request-ID
 
     @property
-    def url(self):
+    def url(self) -> str:
         return self.origin + self.uri
 
     @property
-    def host(self):
+    def host(self) -> str:
         """The Host header the backend receives."""
         return self.origin.partition("://")[2].rpartition("@")[2]
 
     @property
-    def base_url(self):
+    def base_url(self) -> str:
         """Redirects to somewhere under it come back through the proxy."""
         return self.origin + self.base_path
 
-    def identity_headers(self, body):
+    def identity_headers(self, body: bytes | None) -> dict[str, str]:
         """The caller's identity, signed over this request as the backend receives it
         (signing.py); `body`: the bytes forwarded when they were read first, else None."""
         settings = current_settings()
@@ -220,7 +223,7 @@ class Target:
             )
 
 
-def plan(app_id, web_url, user_id):
+def plan(app_id: int, web_url: str, user_id: int) -> Target:
     """The upstream request for this call to `web_url`; aborts 404 on a route not spelled
     plainly, 400 on a path escaping the base, 502 when web_url's host is denied or does
     not resolve."""
@@ -229,7 +232,8 @@ def plan(app_id, web_url, user_id):
     base = urlsplit(web_url)
     base_path = base.path if base.path.endswith("/") else base.path + "/"
     path = as_uri(base_path + normalize_path(raw_path))
-    host = base.hostname  # (each read of .hostname or .port parses netloc again)
+    # web_url has a host (proxy_target checked it with is_web_url)
+    host = cast(str, base.hostname)  # (each read of .hostname or .port parses netloc again)
     port = base.port or (443 if base.scheme == "https" else 80)
     try:
         address = approved_address(
@@ -260,7 +264,7 @@ def plan(app_id, web_url, user_id):
     )
 
 
-def forwarded_headers():
+def forwarded_headers() -> dict[str, str]:
     """The caller's headers that go upstream: end-to-end ones less NOT_FORWARDED."""
     return {
         name: value

@@ -2,13 +2,20 @@
 
 import ipaddress
 import socket
+from collections.abc import Iterable
+from typing import cast
 
 
 class DeniedAddress(Exception):
     """The upstream host is, or resolves to, an address in a denied network."""
 
 
-def approved_address(host, port, denied_networks, own_addresses=()):
+def approved_address(
+    host: str,
+    port: int,
+    denied_networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network],
+    own_addresses: Iterable[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int]] = (),
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """Resolve `host` and return the address to connect to, refusing the host when any
     of its addresses is in a denied network, or is where this service itself listens
     (`own_addresses`: (network, port) pairs).
@@ -20,7 +27,8 @@ def approved_address(host, port, denied_networks, own_addresses=()):
     """
     addresses = []
     for *_, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        # (an IPv4 or IPv6 sockaddr: its first item is the address, as a string)
+        address = ipaddress.ip_address(cast(str, sockaddr[0]).split("%", 1)[0])
         if address.version == 6 and address.ipv4_mapped:
             address = address.ipv4_mapped
         if any(address in network for network in denied_networks):

@@ -18,10 +18,11 @@ only, no body). The answer carries no body either:
 
 import json
 
-from flask import Response, request
-from flask_smorest import abort
+from flask import Flask, Response, request
+from webargs.flaskparser import abort
 
-from .forwarding import HOP_BY_HOP, NOT_FORWARDED, URL_PREFIX
+from ..settings import Settings
+from .forwarding import HOP_BY_HOP, NOT_FORWARDED, URL_PREFIX, Target
 
 ERROR_HEADER = "X-App-Proxy-Error"
 CONNECTION_HEADER = "X-App-Proxy-Connection"
@@ -30,13 +31,13 @@ DROPPED_BY_NGINX = HOP_BY_HOP | NOT_FORWARDED | {"expect", "http2-settings"}
 
 
 class NginxTransfer:
-    def __init__(self, settings):
+    def __init__(self, settings: Settings) -> None:
         pass  # nothing to keep: nginx holds the transfer's settings (deploy/nginx.conf)
 
-    def init_app(self, app):
+    def init_app(self, app: Flask) -> None:
         app.after_request(_error_for_nginx)
 
-    def forward(self, app_id, target):
+    def forward(self, app_id: int, target: Target) -> Response:
         _refuse_connection_named_headers()
         return Response(
             status=204,
@@ -53,14 +54,14 @@ class NginxTransfer:
         )
 
 
-def _bodiless():
+def _bodiless() -> bool:
     """Whether the caller's request has no body, as nginx saw it."""
     length = request.headers.get("X-App-Proxy-Content-Length", "")
     chunked = request.headers.get("X-App-Proxy-Transfer-Encoding", "")
     return not chunked and length.strip() in ("", "0")
 
 
-def _refuse_connection_named_headers():
+def _refuse_connection_named_headers() -> None:
     """nginx cannot drop headers by a name the caller chose: a request whose
     `Connection` names one it would pass on is refused rather than forwarded with it.
     (nginx sends its own Connection to the app, and the caller's as CONNECTION_HEADER.)"""
@@ -75,7 +76,7 @@ def _refuse_connection_named_headers():
         )
 
 
-def _error_for_nginx(response):
+def _error_for_nginx(response: Response) -> Response:
     if response.status_code >= 400 and request.path.startswith(URL_PREFIX + "/"):
         try:
             body = json.loads(response.get_data())

@@ -29,21 +29,26 @@ import logging
 import socket
 import threading
 import time
+import urllib.request
 from collections import Counter
+from collections.abc import Iterator
+from typing import IO, Any, NoReturn
 from urllib.parse import urljoin
 
 import requests
-from flask import Response, request
-from flask_smorest import abort
+from flask import Flask, Response, request
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.response import BaseHTTPResponse, HTTPResponse
 from urllib3.util import SKIP_HEADER
+from webargs.flaskparser import abort
 from werkzeug.exceptions import ClientDisconnected
 
 from ..observability import PROXY_UPSTREAM_DURATION, PROXY_UPSTREAM_ERRORS
-from .forwarding import end_to_end, fail, forwarded_headers, proxy_prefix
+from ..settings import Settings
+from .forwarding import Target, end_to_end, fail, forwarded_headers, proxy_prefix
 
 log = logging.getLogger(__name__)
 
@@ -66,38 +71,39 @@ class UpstreamBrokeOff(Exception):
 class CallerBodyError(Exception):
     """The caller's body could not be read: malformed (a bad chunk), or cut short."""
 
-    def __init__(self, error):
+    def __init__(self, error: BaseException) -> None:
         super().__init__(str(error) or type(error).__name__)
         self.aborted = isinstance(error, OSError | ClientDisconnected)
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    def set_ok(self, cookie, request):
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
         return False  # a shared session must never carry one caller's cookies to another
 
 
 class Transfer:
     """One proxied exchange in flight: what the watchdog watches and may cut."""
 
-    def __init__(self, app_id, caller_socket, deadline):
+    def __init__(self, app_id: int, caller_socket: socket.socket | None, deadline: float) -> None:
         self.app_id = app_id
         self.caller_socket = caller_socket
         self.deadline = time.monotonic() + deadline
-        self.upstream = None  # the backend's urllib3 response, once it answered
-        self.cut_reason = None
-        self.body_started = None  # monotonic time a body began to move; None between
+        # the backend's urllib3 response, once it answered
+        self.upstream: HTTPResponse | None = None
+        self.cut_reason: str | None = None
+        self.body_started: float | None = None  # monotonic time a body began to move; None between
         self.body_bytes = 0
 
-    def moving_body(self):
+    def moving_body(self) -> None:
         self.body_started, self.body_bytes = time.monotonic(), 0
 
-    def waiting(self):
+    def waiting(self) -> None:
         self.body_started = None  # waiting for the backend is bounded by its own timeout
 
-    def moved(self, count):
+    def moved(self, count: int) -> None:
         self.body_bytes += count
 
-    def overdue(self, now, min_rate):
+    def overdue(self, now: float, min_rate: int) -> str | None:
         if now > self.deadline:
             return "deadline"
         if min_rate and self.body_started is not None:
@@ -106,7 +112,7 @@ class Transfer:
                 return "too_slow"
         return None
 
-    def cut(self, reason):
+    def cut(self, reason: str) -> None:
         """Unblock whatever this transfer's thread waits on, and make it give up."""
         self.cut_reason = reason
         if self.caller_socket is not None:
@@ -122,20 +128,20 @@ class Transfer:
 
 
 class PythonTransfer:
-    def __init__(self, settings):
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.lock = threading.Lock()
-        self.active = set()
-        self.per_app = Counter()  # transfers in flight by application
-        self.session = None
-        self.watchdog = None
+        self.active: set[Transfer] = set()
+        self.per_app: Counter[int] = Counter()  # transfers in flight by application
+        self.session: requests.Session | None = None
+        self.watchdog: threading.Thread | None = None
 
-    def init_app(self, app):
+    def init_app(self, app: Flask) -> None:
         pass  # the session and watchdog start with the first transfer, after the fork
 
     # -- the bulkhead ---------------------------------------------------------------
 
-    def _admit(self, app_id):
+    def _admit(self, app_id: int) -> Transfer:
         """A Transfer for this request, or 503 at once when the bulkhead is full."""
         with self.lock:
             full = len(self.active) >= self.settings.proxy_max_in_flight
@@ -156,7 +162,7 @@ class PythonTransfer:
             headers={"Retry-After": "1"},
         )
 
-    def _release(self, transfer):
+    def _release(self, transfer: Transfer) -> None:
         with self.lock:
             if transfer in self.active:
                 self.active.discard(transfer)
@@ -164,7 +170,7 @@ class PythonTransfer:
                 if not self.per_app[transfer.app_id]:
                     del self.per_app[transfer.app_id]  # bounded by what is in flight
 
-    def _start_once(self):
+    def _start_once(self) -> None:
         """Per process, after gunicorn forks: the pooled session and the watchdog."""
         if self.watchdog is None:
             session = requests.Session()
@@ -181,7 +187,7 @@ class PythonTransfer:
             )
             self.watchdog.start()
 
-    def _watch(self):
+    def _watch(self) -> None:
         while True:
             time.sleep(WATCHDOG_INTERVAL)
             now = time.monotonic()
@@ -196,7 +202,7 @@ class PythonTransfer:
 
     # -- the transfer ---------------------------------------------------------------
 
-    def forward(self, app_id, target):
+    def forward(self, app_id: int, target: Target) -> Response:
         """Send this request to target and stream the answer back, within the bulkhead."""
         transfer = self._admit(app_id)
         try:
@@ -208,8 +214,9 @@ class PythonTransfer:
         response.call_on_close(lambda: self._release(transfer))
         return response
 
-    def _send(self, transfer, target):
+    def _send(self, transfer: Transfer, target: Target) -> requests.Response:
         settings = self.settings
+        assert self.session is not None  # (started by _admit)
         try:
             body, read = _request_body(transfer, settings.proxy_digest_max_bytes)
         except CallerBodyError as error:
@@ -278,7 +285,9 @@ class PythonTransfer:
         transfer.upstream = upstream.raw
         return upstream
 
-    def _response(self, transfer, upstream, target):
+    def _response(
+        self, transfer: Transfer, upstream: requests.Response, target: Target
+    ) -> Response:
         app_id = transfer.app_id
         headers = [
             (
@@ -291,7 +300,7 @@ class PythonTransfer:
         ]
         transfer.moving_body()
 
-        def read():
+        def read() -> bytes:
             # read1: whatever one socket read brings, so a dribble is passed on at once
             return upstream.raw.read1(CHUNK_SIZE, decode_content=False)
 
@@ -308,7 +317,7 @@ class PythonTransfer:
             log.warning("app_proxy %s: upstream body broke off: %s", app_id, error)
             fail(app_id, 502, "broken_body", "The application's backend broke off its answer.")
 
-        def body():
+        def body() -> Iterator[bytes]:
             chunk = first
             try:
                 while chunk:
@@ -334,7 +343,7 @@ class PythonTransfer:
         return response
 
 
-def rewrite_location(location, upstream_url, base_url, app_id):
+def rewrite_location(location: str, upstream_url: str, base_url: str, app_id: int) -> str:
     """A redirect to somewhere under web_url points back through the proxy."""
     absolute = urljoin(upstream_url, location)
     if absolute.startswith(base_url):
@@ -342,12 +351,12 @@ def rewrite_location(location, upstream_url, base_url, app_id):
     return location
 
 
-def _caller_socket():
+def _caller_socket() -> socket.socket | None:
     environ = request.environ
     return environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
 
 
-def _stop_reading_caller():
+def _stop_reading_caller() -> None:
     """The refused body will not be read: end the connection after the answer at once,
     rather than have the server drain a slow uploader's body first."""
     if request.content_length or request.headers.get("Transfer-Encoding"):
@@ -364,12 +373,12 @@ class _CountedBody:
     whatever reading it raised told apart from the backend's failures; `len` tells
     requests to send Content-Length rather than chunks."""
 
-    def __init__(self, stream, transfer, length=None):
+    def __init__(self, stream: IO[bytes], transfer: Transfer, length: int | None = None) -> None:
         self.stream, self.transfer = stream, transfer
         if length is not None:
             self.len = length
 
-    def read(self, size=UPLOAD_READ_SIZE):
+    def read(self, size: int = UPLOAD_READ_SIZE) -> bytes:
         if self.transfer.cut_reason:
             raise ConnectionAbortedError(f"request body cut: {self.transfer.cut_reason}")
         try:
@@ -382,12 +391,14 @@ class _CountedBody:
             self.transfer.waiting()  # sent in full: now the backend has the floor
         return chunk
 
-    def __iter__(self):  # a chunked body: requests sends it chunked, as it came
+    def __iter__(self) -> Iterator[bytes]:  # a chunked body: requests sends it chunked, as it came
         while chunk := self.read():
             yield chunk
 
 
-def _request_body(transfer, digest_max_bytes):
+def _request_body(
+    transfer: Transfer, digest_max_bytes: int
+) -> tuple[bytes | _CountedBody | Iterator[bytes] | None, bytes | None]:
     """(what requests sends, the bytes read for the signature's digest or None): an
     empty body and one of at most `digest_max_bytes` are read first, so the signature
     covers them; a larger or chunked one streams unread."""
@@ -411,7 +422,7 @@ def _request_body(transfer, digest_max_bytes):
     return bytes(data), bytes(data)
 
 
-def _refuse_body(app_id, error):
+def _refuse_body(app_id: int, error: CallerBodyError) -> NoReturn:
     """400 for a body that could not be read: cut short, or malformed."""
     if error.aborted:  # the caller went away: nobody reads this answer
         log.info("app_proxy %s: the caller broke off its body: %s", app_id, error)
@@ -421,12 +432,17 @@ def _refuse_body(app_id, error):
 
 # The request target being sent: urllib3 would re-encode it (%2f becomes %2F, a bare
 # "?" goes), and it is a URI already, signed as it is, so it goes out byte for byte.
-_SENT_TARGET = contextvars.ContextVar("app_proxy_sent_target")
+_SENT_TARGET: contextvars.ContextVar[str] = contextvars.ContextVar("app_proxy_sent_target")
 
 
 class _AsSigned:
-    def _make_request(self, conn, method, url, *args, **kwargs):
-        return super()._make_request(conn, method, _SENT_TARGET.get(url), *args, **kwargs)
+    def _make_request(
+        self, conn: Any, method: str, url: str, *args: Any, **kwargs: Any
+    ) -> BaseHTTPResponse:
+        # (a mixin: the connection pool that defines _make_request follows it in the MRO)
+        return super()._make_request(  # type: ignore[misc]
+            conn, method, _SENT_TARGET.get(url), *args, **kwargs
+        )
 
 
 class _HTTPPool(_AsSigned, HTTPConnectionPool):

@@ -36,12 +36,12 @@ LIFETIME = 300  # seconds a signature stays valid (its `expires`)
 ALGORITHM = algorithms.HMAC_SHA256
 
 
-def key_id(app_id):
+def key_id(app_id: int) -> str:
     return f"application-{app_id}"
 
 
 @lru_cache(maxsize=1024)
-def application_key(secret, app_id):
+def application_key(secret: str, app_id: int) -> bytes:
     """Application `app_id`'s 32-byte signing key: HKDF-SHA256 of the deployment secret."""
     hkdf = HKDF(
         algorithm=hashes.SHA256(),
@@ -66,7 +66,7 @@ EMPTY_DIGEST = ContentDigest.create(b"")  # the digest most requests carry
 
 
 @lru_cache(maxsize=4096)
-def _signature_params(app_id, created, digest):
+def _signature_params(app_id: int, created: int, digest: bool) -> str:
     """The signature's parameters as Signature-Input lists them (and the base ends)."""
     params = InnerList(_COMPONENTS[digest])
     params.params.update(
@@ -88,7 +88,15 @@ class Message:
     headers: dict
 
 
-def identity_headers(secret, app_id, method, url, user_id, body=None, now=None):
+def identity_headers(
+    secret: str,
+    app_id: int,
+    method: str,
+    url: str,
+    user_id: int,
+    body: bytes | None = None,
+    now: float | None = None,
+) -> dict[str, str]:
     """X-App-Proxy-User-Id and the signature headers for this request to `url`;
     `body`: the bytes forwarded when they were read (Content-Digest is then covered),
     None when the body streams unread. Raises HTTPMessageSignaturesException for a URL
@@ -96,7 +104,7 @@ def identity_headers(secret, app_id, method, url, user_id, body=None, now=None):
     created = int(time.time() if now is None else now)
     headers = {USER_HEADER: str(user_id)}
     digest = body is not None
-    if digest:
+    if body is not None:
         headers["Content-Digest"] = EMPTY_DIGEST if body == b"" else ContentDigest.create(body)
     values = HTTPSignatureComponentResolver(Message(method, url, headers))
     params = _signature_params(app_id, created, digest)

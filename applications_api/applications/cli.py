@@ -1,10 +1,11 @@
 """`flask --app wsgi prune-history --older-than DAYS`: the history's retention."""
 
 from datetime import timedelta
+from typing import Any, cast
 
 import click
 from flask import Blueprint
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 
 from ..database import db
 from ..db_types import utcnow
@@ -22,11 +23,14 @@ commands = Blueprint("application_commands", __name__, cli_group=None)
     metavar="DAYS",
     help="Delete history entries older than this many days.",
 )
-def prune_history(days):
+def prune_history(days: int) -> None:
     """Delete application history entries older than DAYS days."""
     cutoff = utcnow() - timedelta(days=days)
-    result = db.session.execute(
-        delete(ApplicationChange).where(ApplicationChange.created_date < cutoff)
+    result = cast(  # (a DELETE's is a CursorResult; Session.execute says only Result)
+        CursorResult[Any],
+        db.session.execute(
+            delete(ApplicationChange).where(ApplicationChange.created_date < cutoff)
+        ),
     )
     db.session.commit()
     click.echo(f"Deleted {result.rowcount} history entries older than {days} days.")

@@ -2,6 +2,8 @@
 and what JSON can round-trip."""
 
 import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import marshmallow as ma
@@ -24,10 +26,10 @@ class WholeNumber(ma.fields.Integer):
     """An integer as JSON Schema (OpenAPI 3.1) counts one: 7, or 7.0 (JSON has one
     number type); never "7", 7.5 or true."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(strict=True, **kwargs)
 
-    def _validated(self, value):
+    def _validated(self, value: Any) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         return super()._validated(value)
@@ -36,11 +38,11 @@ class WholeNumber(ma.fields.Integer):
 class Text(ma.fields.String):
     """A string a text column can store: no NUL characters."""
 
-    def __init__(self, *, validate=(), **kwargs):
+    def __init__(self, *, validate: Sequence[Callable[[Any], Any]] = (), **kwargs: Any) -> None:
         super().__init__(validate=[NO_NUL, *validate], **kwargs)
 
 
-def _check_json_values(value, depth=0):
+def _check_json_values(value: Any, depth: int = 0) -> None:
     """Reject what JSON cannot round-trip: NaN/Infinity, and nesting deep enough to
     exhaust the serialiser's recursion."""
     if depth > CONFIG_MAX_DEPTH:
@@ -56,7 +58,7 @@ def _check_json_values(value, depth=0):
             _check_json_values(item, depth + 1)
 
 
-def is_web_url(value):
+def is_web_url(value: object) -> bool:
     """An absolute http(s) URL with a host."""
     if not isinstance(value, str) or any(ch.isspace() or ord(ch) < 32 for ch in value):
         return False
@@ -71,11 +73,13 @@ def is_web_url(value):
 class Config(ma.fields.Dict):
     """The free-form `config` object; `web_url`, when present, must be a web URL."""
 
-    def __init__(self, *, removals_allowed=False, **kwargs):
+    def __init__(self, *, removals_allowed: bool = False, **kwargs: Any) -> None:
         super().__init__(keys=ma.fields.String(), allow_none=True, **kwargs)
         self.removals_allowed = removals_allowed
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> dict[str, Any]:
         value = super()._deserialize(value, attr, data, **kwargs)
         _check_json_values(value)
         if "web_url" in value:

@@ -14,7 +14,7 @@ from ..auth.authentication import current_user
 from ..db_types import utcnow
 from ..observability import current_request_id
 from .models import Application, ApplicationChange
-from .secrets import is_secret, masked
+from .secrets import Matcher, is_secret, masked
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,12 @@ SENSITIVE = ("config.web_url", "is_proxy_available")
 
 
 def diff(
-    before: Mapping[str, Any], after: Mapping[str, Any], secret_keys: Any
+    before: Mapping[Any, Any], after: Mapping[Any, Any], secret_keys: Matcher | None
 ) -> list[dict[str, Any]]:
     """[{field, old, new}] for each field that changed between two rows (mappings; {}
     before a create); config compared key by key (a nested object by its keys,
     "config.a.b"); a secret key only as {field, secret}."""
-    changes = []
+    changes: list[dict[str, Any]] = []
     for field in FIELDS:
         if field == "config":  # an application's config is an object, {} before it exists
             _diff_objects(
@@ -59,14 +59,27 @@ def diff(
 _ABSENT = object()
 
 
-def _diff_objects(path, old, new, secret_keys, changes):
+def _diff_objects(
+    path: str,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    secret_keys: Matcher | None,
+    changes: list[dict[str, Any]],
+) -> None:
     for key in [*old, *(key for key in new if key not in old)]:
         _diff_value(
             f"{path}.{key}", key, old.get(key, _ABSENT), new.get(key, _ABSENT), secret_keys, changes
         )
 
 
-def _diff_value(path, key, old, new, secret_keys, changes):
+def _diff_value(
+    path: str,
+    key: str,
+    old: Any,
+    new: Any,
+    secret_keys: Matcher | None,
+    changes: list[dict[str, Any]],
+) -> None:
     if old == new:
         return
     if is_secret(key, secret_keys):

@@ -25,7 +25,7 @@ NAME_MAX_LENGTH = 100
 RELATED_ID_MAX_LENGTH = 255
 
 
-class Application(db.Model):
+class Application(db.Model):  # type: ignore[name-defined]  # (mypy sees a variable)
     __tablename__ = "applications"
 
     id = db.Column(db.Integer, primary_key=True)
@@ -59,7 +59,7 @@ class Application(db.Model):
     )
 
 
-class ApplicationChange(db.Model):
+class ApplicationChange(db.Model):  # type: ignore[name-defined]  # (mypy sees a variable)
     """One write to an application: who, when, which request, and the field-level diff."""
 
     __tablename__ = "application_changes"

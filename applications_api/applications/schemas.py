@@ -1,5 +1,8 @@
 """Request bodies, the response body and the list's query arguments."""
 
+from collections.abc import Callable
+from typing import Any
+
 import marshmallow as ma
 from marshmallow import validate
 
@@ -7,15 +10,17 @@ from ..api import MAX_ID, PagedArgsSchema
 from .fields import INT64, NOT_BLANK, Config, Text, WholeNumber
 from .filters import FILTER_FIELDS, SORT_COLUMNS
 from .models import APPLICATION_TYPES, NAME_MAX_LENGTH, RELATED_ID_MAX_LENGTH
-from .secrets import MASK, masked, patterns
+from .secrets import MASK, Matcher, masked, patterns
 
 READ_ONLY_FIELDS = ("id", "created_by", "created_date", "modified_date")
+# A field's value as dumped: (value, the secret keys' matcher) -> JSON value.
+Conversion = Callable[[Any, Matcher | None], Any]
 
 
 class ApplicationFieldsSchema(ma.Schema):
     """Every writable field, all optional; subclasses name the required ones."""
 
-    REQUIRED = ()
+    REQUIRED: tuple[str, ...] = ()
 
     name = ma.fields.String(
         validate=[NOT_BLANK, validate.Length(min=1, max=NAME_MAX_LENGTH)],
@@ -44,13 +49,13 @@ class ApplicationFieldsSchema(ma.Schema):
         metadata={"example": "shop-front-1"},
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for name in self.REQUIRED:
             self.fields[name].required = True
 
     @ma.pre_load
-    def drop_read_only_fields(self, data, **kwargs):
+    def drop_read_only_fields(self, data: Any, **kwargs: Any) -> Any:
         # The reference page's own examples send these back; accept and ignore them.
         if isinstance(data, dict):
             data = {key: value for key, value in data.items() if key not in READ_ONLY_FIELDS}
@@ -85,7 +90,7 @@ class ApplicationPatchSchema(ApplicationFieldsSchema):
 class MaskedConfig(ma.fields.Dict):
     """config as answered: the values of secret keys (secrets.py) read as "********"."""
 
-    def _serialize(self, value, attr, obj, **kwargs):
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         return masked(value, patterns())
 
 
@@ -98,7 +103,7 @@ class ApplicationSchema(ma.Schema):
     does is in CONVERSIONS; a field of any other type fails at the first dump.
     """
 
-    CONVERSIONS = {
+    CONVERSIONS: dict[type[ma.fields.Field], Conversion | None] = {
         ma.fields.Integer: None,
         ma.fields.String: None,
         ma.fields.Boolean: None,
@@ -106,7 +111,7 @@ class ApplicationSchema(ma.Schema):
         MaskedConfig: masked,
     }
 
-    def _serialize(self, obj, *, many=False):
+    def _serialize(self, obj: Any, *, many: bool = False) -> Any:
         conversions = self._conversions()
         secret_keys = patterns()
         rows = obj if many else [obj]
@@ -120,9 +125,9 @@ class ApplicationSchema(ma.Schema):
         ]
         return dumped if many else dumped[0]
 
-    def _conversions(self):
+    def _conversions(self) -> list[tuple[str, Conversion | None]]:
         if not hasattr(self, "_converters"):
-            self._converters = [
+            self._converters: list[tuple[str, Conversion | None]] = [
                 (name, self.CONVERSIONS[type(field)]) for name, field in self.dump_fields.items()
             ]
         return self._converters

@@ -3,32 +3,36 @@
 answered as MASK; a PUT or PATCH that sends MASK back keeps the stored value."""
 
 import re
+from collections.abc import Callable
 from fnmatch import translate
 from functools import lru_cache
+from typing import Any
 
 from ..runtime import current_settings
 
 MASK = "********"
+# Whether a config key is secret: a compiled pattern's match (patterns()).
+Matcher = Callable[[str], re.Match[str] | None]
 
 
-def patterns():
+def patterns() -> Matcher | None:
     """This app's secret keys: a compiled matcher (one regular expression for every
     pattern, so a key costs one match), or None when masking is off."""
     return _matcher(current_settings().application_secret_keys)
 
 
 @lru_cache(maxsize=8)
-def _matcher(secret_keys):
+def _matcher(secret_keys: tuple[str, ...]) -> Matcher | None:
     if not secret_keys:
         return None
     return re.compile("|".join(translate(pattern) for pattern in secret_keys), re.IGNORECASE).match
 
 
-def is_secret(key, secret_keys):
+def is_secret(key: object, secret_keys: Matcher | None) -> bool:
     return secret_keys is not None and isinstance(key, str) and bool(secret_keys(key))
 
 
-def masked(value, secret_keys):
+def masked(value: Any, secret_keys: Matcher | None) -> Any:
     """`value` with every secret key's value replaced by MASK (a copy; dicts and lists)."""
     if secret_keys is None:
         return value
@@ -42,7 +46,7 @@ def masked(value, secret_keys):
     return value
 
 
-def unmasked(new, stored, secret_keys):
+def unmasked(new: Any, stored: Any, secret_keys: Matcher | None) -> Any:
     """`new` with each secret key that holds MASK given its stored value back (or left
     out, when nothing is stored there): what a client read, sent back, changes nothing."""
     if secret_keys is None or not isinstance(new, dict):

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from flask_smorest import abort
 from sqlalchemy import Connection, RowMapping, bindparam, select
 from sqlalchemy.exc import OperationalError
+from webargs.flaskparser import abort
 
 from .. import database
 from ..db_types import utcnow
@@ -141,7 +141,7 @@ def _locked(app_id: int | None = None) -> Iterator[Connection]:
         )
 
 
-def version_of(row: Mapping[str, Any]) -> list[Any]:
+def version_of(row: Row) -> list[Any]:
     """What an application's ETag is made of: its row's version, bumped by every write,
     and the secret keys' setting, which decides what its representation masks."""
     return [row["id"], row["version"], *current_settings().application_secret_keys]

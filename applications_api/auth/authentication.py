@@ -11,9 +11,9 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from flask import Flask, g, request
-from flask_smorest import abort
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import OperationalError
+from webargs.flaskparser import abort
 
 from .. import database
 from ..db_types import utcnow
@@ -55,7 +55,7 @@ TOUCH_TOKEN = (
     )
     .values(last_used=bindparam("now"))
 )
-_touched = {}  # digest → when this process last wrote the token's last_used
+_touched: dict[str, float] = {}  # digest → when this process last wrote the token's last_used
 
 
 class CurrentUser(NamedTuple):

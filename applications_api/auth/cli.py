@@ -4,6 +4,8 @@ Every change commits at once and every worker of every server honours it on its 
 request (the caches hear of it: applications_api/cache.py).
 """
 
+from datetime import datetime
+
 import click
 from flask import Blueprint
 from sqlalchemy import delete, select
@@ -18,7 +20,7 @@ commands = Blueprint("auth_commands", __name__, cli_group=None)
 @commands.cli.command("create-token")
 @click.argument("username")
 @click.option("--staff", is_flag=True, help="Allow the user to create, update and delete.")
-def create_token(username, staff):
+def create_token(username: str, staff: bool) -> None:
     """Create USERNAME when missing and print a new API key (the last line)."""
     username = username.strip()
     if not 1 <= len(username) <= 150:
@@ -30,7 +32,7 @@ def create_token(username, staff):
 
 @commands.cli.command("list-tokens")
 @click.argument("username", required=False)
-def list_tokens(username):
+def list_tokens(username: str | None) -> None:
     """List tokens (of USERNAME, or everyone's): prefix, user, created, last used."""
     query = (
         select(
@@ -58,7 +60,7 @@ def list_tokens(username):
 
 @commands.cli.command("revoke-token")
 @click.argument("prefix")
-def revoke_token(prefix):
+def revoke_token(prefix: str) -> None:
     """Delete the token whose key starts with PREFIX (as list-tokens shows it)."""
     matching = db.session.scalars(select(Token.id).where(Token.prefix == prefix)).all()
     if len(matching) != 1:
@@ -74,14 +76,14 @@ def revoke_token(prefix):
 
 @commands.cli.command("deactivate-user")
 @click.argument("username")
-def deactivate_user(username):
+def deactivate_user(username: str) -> None:
     """Refuse USERNAME's tokens from now on (401), keeping the user and its tokens."""
     _set(username, is_active=False)
 
 
 @commands.cli.command("activate-user")
 @click.argument("username")
-def activate_user(username):
+def activate_user(username: str) -> None:
     """Accept USERNAME's tokens again."""
     _set(username, is_active=True)
 
@@ -94,19 +96,19 @@ def activate_user(username):
     required=True,
     help="Whether USERNAME may create, update and delete applications.",
 )
-def set_staff(username, staff):
+def set_staff(username: str, staff: bool) -> None:
     """Promote USERNAME to staff (--on) or demote it to reader (--off)."""
     _set(username, is_staff=staff)
 
 
-def _user(username):
+def _user(username: str) -> User:
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
         raise click.ClickException(f"no user is named {username!r}")
     return user
 
 
-def _set(username, **values):
+def _set(username: str, **values: bool) -> None:
     user = _user(username)
     for name, value in values.items():
         setattr(user, name, value)
@@ -114,5 +116,5 @@ def _set(username, **values):
     click.echo(f"{username}: " + ", ".join(f"{name}={value}" for name, value in values.items()))
 
 
-def _when(moment):
+def _when(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")

@@ -4,7 +4,7 @@ from ..db_types import UTCDateTime, utcnow
 PREFIX_LENGTH = 8
 
 
-class User(db.Model):
+class User(db.Model):  # type: ignore[name-defined]  # (mypy sees a variable)
     __tablename__ = "users"
 
     id = db.Column(db.Integer, primary_key=True)
@@ -14,7 +14,7 @@ class User(db.Model):
     created_date = db.Column(UTCDateTime, nullable=False, default=utcnow)
 
 
-class Token(db.Model):
+class Token(db.Model):  # type: ignore[name-defined]  # (mypy sees a variable)
     """An API key. Only its SHA-256 digest is stored; the key itself is shown once."""
 
     __tablename__ = "tokens"
