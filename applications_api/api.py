@@ -3,7 +3,7 @@ id converter, argument parsing (400, not 422), pagination (page/limit, X-Paginat
 Link), conditional requests, and the one JSON error shape with the handlers that make
 every failure take it, so no request ever sees HTML or a traceback.
 
-It is longer than most modules (about 300 lines) because these rules are one decision
+It is longer than most modules (about 350 lines) because these rules are one decision
 about what a client sees; split, each half would have to know the other's.
 """
 

@@ -18,7 +18,7 @@ Connections to backends come from one pooled requests.Session per process. A req
 without a body that fails on a connection the backend dropped is sent once more on a
 new one (RFC 9112 §9.3.1); one with a body is never replayed.
 
-It is the longest module (about 430 lines) because a transfer's admission, watchdog,
+It is the longest module (about 450 lines) because a transfer's admission, watchdog,
 body handling and upstream pool share one Transfer's state and one failure vocabulary;
 nginx_transfer.py is the short alternative that hands all of it to nginx.
 """

@@ -1,6 +1,9 @@
 """The applications feature's one door: reading and listing applications and their
 history, writing them (defaults, config merge, locked writes, soft delete, each write
-with its history entry), and the web_url app_proxy forwards to."""
+with its history entry), and the web_url app_proxy forwards to.
+
+A little over 200 lines, kept whole: it is the one module the views and app_proxy call,
+and its statements are built once at import, beside the functions that run them."""
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
