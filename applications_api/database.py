@@ -7,6 +7,7 @@ short transaction; `release()` hands it back (at teardown, or before app_proxy w
 a backend). Nobody else opens or returns connections.
 """
 
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -15,7 +16,7 @@ from flask import Flask, g
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Connection, Engine, event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
 from .settings import Settings
 
@@ -32,18 +33,20 @@ def init_app(app: Flask, settings: Settings, migrations_dir: str) -> None:
     app.teardown_appcontext(release)
     with app.app_context():
         _install_sqlite_pragmas(db.engine)
+        _install_liveness_check(db.engine)
 
 
 def engine_options(settings: Settings) -> dict[str, Any]:
     """SQLAlchemy engine options.
 
-    Autocommit: each statement commits by itself, so a read costs its query and the
-    pool's pre-ping, with no BEGIN/ROLLBACK round trips. A write to an application
-    opens its own short transaction and locks the row (applications/service.py).
-    Connect and statement timeouts bound every wait, so a lost database is a fast 503
-    and a lock wait a 503; pre-ping lets the pool recover when the database returns.
+    Autocommit: each statement commits by itself, so a read costs its query alone, with
+    no BEGIN/ROLLBACK round trips. A write to an application opens its own short
+    transaction and locks the row (applications/service.py). Connect and statement
+    timeouts bound every wait, so a lost database is a fast 503 and a lock wait a 503.
+    No pre-ping (a round trip per request, a fifth of a retrieve): a pooled connection
+    is checked without one (_install_liveness_check).
     """
-    options: dict[str, Any] = {"pool_pre_ping": True, "isolation_level": "AUTOCOMMIT"}
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
     if settings.database_url.startswith("sqlite"):
         options["connect_args"] = {"timeout": settings.database_connect_timeout}
     else:
@@ -99,6 +102,27 @@ def transaction() -> Iterator[Connection]:
 
 def is_sqlite(bind: Connection | Engine) -> bool:
     return bind.dialect.name == "sqlite"
+
+
+def _install_liveness_check(engine: Engine) -> None:
+    """Replace a pooled PostgreSQL connection the server has left, at checkout, without a
+    round trip: an idle connection has nothing to read unless the server closed it (a
+    restart, pg_terminate_backend, a dropped proxy) or said goodbye first. The pool
+    then opens a new one. A disconnect noticed later (a peer that vanished silently) is
+    one request's 503, and SQLAlchemy renews the whole pool."""
+    if is_sqlite(engine):
+        return
+
+    @event.listens_for(engine, "checkout")
+    def _check_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if dbapi_connection.closed or _readable(dbapi_connection.fileno()):
+            raise DisconnectionError("the server closed this idle connection")
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 def _install_sqlite_pragmas(engine: Engine) -> None:

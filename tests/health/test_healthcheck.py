@@ -1,7 +1,9 @@
 import time
 
+import psycopg
 from sqlalchemy.engine import make_url
 
+from applications_api.database import db
 from tests.support.app import postgresql_only
 from tests.support.tcp_tools import BlackHole, Forwarder
 
@@ -72,3 +74,25 @@ def test_platform_style_postgres_urls_work_as_given(make_app, database_url):
     assert url.startswith("postgres://")
     app = make_app(url)
     assert app.test_client().get(URL).status_code == 200
+
+
+@postgresql_only
+def test_a_pooled_connection_the_server_closed_is_replaced_unseen(make_app, database_url, reader):
+    """No pre-ping: a connection the server ended while it sat in the pool (a restart,
+    pg_terminate_backend) is noticed at checkout and replaced, with no failed request."""
+    app = make_app(database_url)
+    client = app.test_client()
+    pids = set()
+    for _ in range(3):  # the pool's connections, each used and returned
+        with app.app_context(), db.engine.connect() as connection:
+            pids.add(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+    admin = psycopg.connect(
+        make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False),
+        autocommit=True,
+    )
+    with admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+    for url in (URL, "/api/v1/applications/"):
+        response = client.get(url, headers=reader)
+        assert response.status_code == 200, response.json

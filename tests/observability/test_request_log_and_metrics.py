@@ -171,4 +171,6 @@ def test_gunicorn_removes_the_metrics_directory_it_made(database_url, tmp_path):
         assert requests.get(f"{server.url}/metrics", timeout=5).status_code == 200
     finally:
         server.stop()
-    assert list(scratch.iterdir()) == []
+    left = [path.name for path in scratch.iterdir()]
+    # (gunicorn's own worker files come and go there too; they are not ours to check)
+    assert not [name for name in left if name.startswith("applications-metrics-")], left
