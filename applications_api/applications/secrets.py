@@ -11,13 +11,14 @@ from typing import Any
 from ..runtime import current_settings
 
 MASK = "********"
-# Whether a config key is secret: a compiled pattern's match (patterns()).
-Matcher = Callable[[str], re.Match[str] | None]
+# Whether a config key is secret (patterns()).
+Matcher = Callable[[str], bool]
 
 
 def patterns() -> Matcher | None:
-    """This app's secret keys: a compiled matcher (one regular expression for every
-    pattern, so a key costs one match), or None when masking is off."""
+    """This app's secret keys: a matcher (one regular expression for every pattern, each
+    key's answer remembered: configs share their few key names), or None when masking
+    is off."""
     return _matcher(current_settings().application_secret_keys)
 
 
@@ -25,7 +26,8 @@ def patterns() -> Matcher | None:
 def _matcher(secret_keys: tuple[str, ...]) -> Matcher | None:
     if not secret_keys:
         return None
-    return re.compile("|".join(translate(pattern) for pattern in secret_keys), re.IGNORECASE).match
+    match = re.compile("|".join(translate(pattern) for pattern in secret_keys), re.IGNORECASE).match
+    return lru_cache(maxsize=4096)(lambda key: match(key) is not None)
 
 
 def is_secret(key: object, secret_keys: Matcher | None) -> bool:
@@ -33,10 +35,16 @@ def is_secret(key: object, secret_keys: Matcher | None) -> bool:
 
 
 def masked(value: Any, secret_keys: Matcher | None) -> Any:
-    """`value` with every secret key's value replaced by MASK (a copy; dicts and lists)."""
+    """`value` with every secret key's value replaced by MASK: a copy, or `value` itself
+    when it holds nothing to mask (most configs: a few keys with plain values)."""
     if secret_keys is None:
         return value
     if isinstance(value, dict):
+        if not any(
+            is_secret(key, secret_keys) or isinstance(item, dict | list)
+            for key, item in value.items()
+        ):
+            return value
         return {
             key: MASK if is_secret(key, secret_keys) else masked(item, secret_keys)
             for key, item in value.items()

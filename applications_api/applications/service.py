@@ -89,8 +89,14 @@ def read_or_404(app_id: int) -> Row:
 
 
 def list_page(args: Mapping[str, Any], page: int, size: int) -> tuple[int, Sequence[Row]]:
-    """(total, rows of the page) of the filtered, sorted list."""
-    return _count_and_page(*filters.page_statements(args, page, size))
+    """(total, rows of the page) of the filtered, sorted list: one statement, unless the
+    page is past the end (then no row carries the total)."""
+    page_statement, count_statement, parameters = filters.page_query(args, page, size)
+    connection = database.connection()
+    rows = connection.execute(page_statement, parameters).mappings().all()
+    if rows:
+        return rows[0]["total"], rows
+    return (connection.scalar(count_statement, parameters) or 0) if page > 1 else 0, rows
 
 
 def history_page(
@@ -148,6 +154,13 @@ def version_of(row: Row) -> list[Any]:
     """What an application's ETag is made of: its row's version, bumped by every write,
     and the secret keys' setting, which decides what its representation masks."""
     return [row["id"], row["version"], *current_settings().application_secret_keys]
+
+
+def versions_of(total: int, rows: Sequence[Row]) -> list[Any]:
+    """What a list page's ETag is made of: the total, and each row's id and version
+    (the secret keys' setting once)."""
+    ids = [(row["id"], row["version"]) for row in rows]
+    return [total, current_settings().application_secret_keys, ids]
 
 
 Change = Callable[[Row], dict[str, Any]]

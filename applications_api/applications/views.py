@@ -62,7 +62,7 @@ class Applications(MethodView):
             args, pagination_parameters.page, pagination_parameters.page_size
         )
         pagination_parameters.item_count = total
-        blp.set_etag([total, *map(service.version_of, page)])
+        blp.set_etag(service.versions_of(total, page))
         return page
 
     @blp.arguments(ApplicationCreateSchema())

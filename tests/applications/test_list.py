@@ -176,7 +176,19 @@ def test_list_runs_a_fixed_number_of_statements(create, client, reader, count_st
         )
     assert response.status_code == 200
     assert len(response.json) == min(limit, 60)
-    # token lookup, count, page
+    # token lookup; the page with its total
+    assert len(counter.statements) == 2, counter.statements
+
+
+def test_a_page_past_the_end_still_counts_the_rows(create, client, reader, count_statements):
+    for i in range(3):
+        create(name=f"app {i}")
+    client.get(URL, headers=reader)
+    with count_statements() as counter:
+        response = client.get(URL, query_string={"limit": 2, "page": 3}, headers=reader)
+    assert response.json == []
+    assert json.loads(response.headers["X-Pagination"])["total"] == 3
+    # token lookup; the empty page; its count
     assert len(counter.statements) == 3, counter.statements
 
 
