@@ -38,7 +38,6 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     database.init_app(app, settings, MIGRATIONS_DIR)
     changes = ChangeFeed(settings.database_url, settings.database_connect_timeout)
     transfer = app_proxy.transfer_for(settings)
-    transfer.init_app(app)
     runtime.init_app(
         app,
         runtime.Runtime(
@@ -60,6 +59,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
 
     rest.register_blueprint(applications_blp)
     rest.register_blueprint(app_proxy.blp)
+    transfer.init_app(app)
     rest.register_blueprint(health_blp)
     app.register_blueprint(docs_assets)
     app.register_blueprint(auth_commands)
