@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Executable, RowMapping, Select, bindparam, func, insert, select
+from sqlalchemy import Connection, Executable, RowMapping, Select, bindparam, insert, select
 from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
 from ..auth.authentication import current_user
 from ..db_types import utcnow
 from ..observability import current_request_id
+from . import filters
 from .models import Application, ApplicationChange
 from .secrets import Matcher, is_secret, masked
 
@@ -159,22 +160,15 @@ def written(
     return row
 
 
-def page_statements(
+def page_query(
     app_id: int, args: Mapping[str, Any], page: int, size: int
-) -> tuple[Select[Any], Select[Any]]:
-    """The history list's count and page: newest first, filtered by `since` and `user`."""
-    table = HISTORY
-    where = [table.c.application_id == app_id]
+) -> tuple[Select[Any], Select[Any], dict[str, Any]]:
+    """An application's history as filters.page_query gives the list: the page (newest
+    first, filtered by `since` and `user`) with the `total` beside each entry, the count
+    for a page past the end, and their parameters."""
+    where = [HISTORY.c.application_id == app_id]
     if "since" in args:
-        where.append(table.c.created_date >= args["since"])
+        where.append(HISTORY.c.created_date >= args["since"])
     if "user" in args:
-        where.append(table.c.user_id == args["user"])
-    count = select(func.count()).select_from(table).where(*where)
-    rows = (
-        select(table)
-        .where(*where)
-        .order_by(table.c.id.desc())
-        .limit(size)
-        .offset((page - 1) * size)
-    )
-    return count, rows
+        where.append(HISTORY.c.user_id == args["user"])
+    return (*filters.paged(HISTORY, where, [HISTORY.c.id.desc()]), filters.window(page, size))

@@ -89,14 +89,8 @@ def read_or_404(app_id: int) -> Row:
 
 
 def list_page(args: Mapping[str, Any], page: int, size: int) -> tuple[int, Sequence[Row]]:
-    """(total, rows of the page) of the filtered, sorted list: one statement, unless the
-    page is past the end (then no row carries the total)."""
-    page_statement, count_statement, parameters = filters.page_query(args, page, size)
-    connection = database.connection()
-    rows = connection.execute(page_statement, parameters).mappings().all()
-    if rows:
-        return rows[0]["total"], rows
-    return (connection.scalar(count_statement, parameters) or 0) if page > 1 else 0, rows
+    """(total, rows of the page) of the filtered, sorted list."""
+    return _page(page, *filters.page_query(args, page, size))
 
 
 def history_page(
@@ -105,12 +99,19 @@ def history_page(
     """(total, entries of the page) of an application's history, newest first; 404 for
     an application that does not exist."""
     read_or_404(app_id)
-    return _count_and_page(*history.page_statements(app_id, args, page, size))
+    return _page(page, *history.page_query(app_id, args, page, size))
 
 
-def _count_and_page(count: Any, rows: Any) -> tuple[int, Sequence[Row]]:
+def _page(
+    page: int, page_statement: Any, count_statement: Any, parameters: Mapping[str, Any]
+) -> tuple[int, Sequence[Row]]:
+    """(total, rows) of a page with its total beside each row (filters.paged): one
+    statement, unless the page is past the end (then no row carries the total)."""
     connection = database.connection()
-    return connection.scalar(count) or 0, connection.execute(rows).mappings().all()
+    rows = connection.execute(page_statement, parameters).mappings().all()
+    if rows:
+        return rows[0]["total"], rows
+    return (connection.scalar(count_statement, parameters) or 0) if page > 1 else 0, rows
 
 
 def proxy_target(app_id: int) -> str:
