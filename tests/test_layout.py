@@ -69,7 +69,10 @@ def test_every_endpoint_needs_a_token_unless_listed_public(app, client):
         assert response.status_code == 401, (url, method)
 
 
-@pytest.mark.parametrize("url", ["/api/v1/healthcheck/", "/api/v1/openapi.json", "/favicon.ico"])
+@pytest.mark.parametrize(
+    "url",
+    ["/api/v1/healthcheck/", "/api/v1/openapi.json", "/api/v1/docs/", "/favicon.ico", "/metrics"],
+)
 def test_public_endpoints_answer_without_a_token(client, url):
     assert client.get(url).status_code == 200
 
