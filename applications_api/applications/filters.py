@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import marshmallow as ma
 from sqlalchemy import (
+    BigInteger,
     BindParameter,
     ColumnElement,
     Integer,
@@ -109,13 +110,13 @@ def paged(
     """A page of `table`'s rows matching `conditions` with the `total` of matching rows
     beside each (the count as a scalar subquery: one round trip), and the count alone,
     for a page past the end. LIMIT and OFFSET are parameters (window())."""
-    count = select(func.count()).select_from(table).where(*conditions)
+    count = select(func.count().label("total")).select_from(table).where(*conditions)
     page = (
         select(table, count.scalar_subquery().label("total"))
         .where(*conditions)
         .order_by(*ordering)
         .limit(bindparam("limit", type_=Integer))
-        .offset(bindparam("offset", type_=Integer))
+        .offset(bindparam("offset", type_=BigInteger))  # (page 2**31 - 1 of 1,000 rows)
     )
     return page, count
 

@@ -133,6 +133,16 @@ def test_page_past_the_end_is_an_empty_array(create, client, reader):
     assert json.loads(response.headers["X-Pagination"])["total"] == 1
 
 
+def test_the_last_allowed_page_at_the_largest_limit_is_an_empty_array(create, client, reader):
+    # (its offset, about 2.1e12, is past a 32-bit integer)
+    create()
+    query = {"page": 2**31 - 1, "limit": 1000}
+    response = client.get(URL, query_string=query, headers=reader)
+    assert response.status_code == 200, response.json
+    assert response.json == []
+    assert json.loads(response.headers["X-Pagination"])["total"] == 1
+
+
 def test_empty_list(client, reader):
     response = client.get(URL, headers=reader)
     assert response.json == []
