@@ -1,7 +1,8 @@
 """Applications registry and app proxy service."""
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from inspect import iscoroutinefunction
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 def create_app(env: Mapping[str, str] | None = None) -> Flask:
     """Build the WSGI app from environment variables (or the `env` mapping, in tests)."""
     settings = load_settings(env)
-    app = Flask(__name__, static_folder=None, instance_path=str(INSTANCE_DIR))
+    app = _Flask(__name__, static_folder=None, instance_path=str(INSTANCE_DIR))
     app.config.update(_flask_config())
     app.json.sort_keys = False  # type: ignore[attr-defined]
     _configure_logging(settings)
@@ -68,6 +69,20 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     return app
 
 
+class _Flask(Flask):
+    """Flask asks whether each hook and each of flask-smorest's wrappers of a view is a
+    coroutine, about sixteen inspections a request; the answer for a function is kept."""
+
+    _sync: dict[Any, bool] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        key = getattr(func, "__func__", func)  # (a bound method is new on every request)
+        sync = self._sync.get(key)
+        if sync is None:
+            sync = self._sync[key] = not iscoroutinefunction(func)
+        return func if sync else self.async_to_sync(func)
+
+
 def _flask_config() -> dict[str, Any]:
     from .api import API_PREFIX
     from .docs import SWAGGER_UI_ASSETS_URL
@@ -105,6 +120,9 @@ def _configure_logging(settings: Settings) -> None:
     """The service's logs, request lines included, as JSON lines on stderr."""
     from .observability import JsonFormatter
 
+    # No caller lookup per record (a walk up the stack): no line here prints a source
+    # file or line (logging's documented optimization).
+    logging._srcfile = None
     logger = logging.getLogger(__name__)
     logger.setLevel(settings.log_level)
     if not logger.handlers:

@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from flask import Blueprint, Flask, Response, g, has_request_context, request
 from prometheus_client import (
@@ -80,7 +81,15 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return _ENCODER.encode(line)
+
+
+_ENCODER = json.JSONEncoder(default=str)  # (json.dumps builds one per call when given default)
+
+
+@lru_cache(maxsize=1024)  # (labels() validates and locks on every call; the sets are closed)
+def _series(endpoint: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    return HTTP_REQUESTS.labels(endpoint, method, status), HTTP_DURATION.labels(endpoint, method)
 
 
 def init_app(app: Flask) -> None:
@@ -124,8 +133,9 @@ def _finish(response: Response) -> Response:
         # Runs when the response is closed: a streamed proxy answer counts in full.
         duration = time.perf_counter() - started
         method = fields["method"] if fields["method"] in METHODS else "OTHER"
-        HTTP_REQUESTS.labels(endpoint, method, fields["status"]).inc()
-        HTTP_DURATION.labels(endpoint, method).observe(duration)
+        requests, durations = _series(endpoint, method, fields["status"])
+        requests.inc()
+        durations.observe(duration)
         fields["duration_ms"] = round(duration * 1000, 3)
         request_log.info("request", extra={"fields": fields})
 
