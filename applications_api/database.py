@@ -1,22 +1,32 @@
-"""The database: the models' `db`, engine options, and each request's one connection.
+"""The database: the models' `db`, engine options, and the one door requests run SQL by.
 
 Every request (and every CLI command's app context) uses at most one pooled connection,
-owned here: `connection()` checks it out on first use, autocommit, for reads and
-single-statement writes; `transaction()` runs a write on that same connection as one
-short transaction; `release()` hands it back (at teardown, or before app_proxy waits on
-a backend). Nobody else opens or returns connections.
+owned here: `rows()`, `first()` and `run()` check it out on first use (autocommit: a
+read or a single-statement write costs its statement alone); `transaction()` runs a
+write on that same connection as one short transaction; `release()` hands it back (at
+teardown, or before app_proxy waits on a backend). Nobody else opens or returns
+connections on a request's path.
+
+Statements are SQLAlchemy Core, compiled once per dialect and sent straight to the
+driver with SQLAlchemy's own type processing: under load, SQLAlchemy's per-execution
+machinery (execution context, result metadata, row objects) cost as much client CPU as
+the driver itself, for nothing a request needs. Rows come back as plain dicts. Driver
+errors become SQLAlchemy's exceptions (api.py maps them to 4xx/503), and a connection
+the driver reports lost is invalidated, so the pool never hands it out again.
 """
 
 import select
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from flask import Flask, g
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Connection, Engine, event
-from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
+from sqlalchemy import Dialect, Engine, Executable, event
+from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from .settings import Settings
 
@@ -65,16 +75,65 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def connection() -> Connection:
-    """This request's connection: Core statements, outside the ORM session.
+Row = dict[str, Any]
+_REQUIRED = object()  # a bind parameter the caller must give
 
-    Profiling under load showed the session's bookkeeping as a fifth of a retrieve's
-    CPU; requests need none of it. Checked out once, returned by release().
-    """
-    current: Connection | None = g.get("_database_connection")
-    if current is None:
-        current = g._database_connection = db.engine.connect()
-    return current
+
+class _Compiled(NamedTuple):
+    sql: str
+    positional: bool  # the driver takes a sequence in `binds` order, not a mapping
+    binds: tuple[tuple[str, str, Any, Callable[[Any], Any] | None], ...]
+    # (name in the SQL, the caller's key, the statement's own value, bind processor)
+    keys: tuple[str, ...]  # result columns
+    loaders: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column, result processor)
+
+
+def rows(statement: Executable, parameters: Mapping[str, Any] | None = None) -> list[Row]:
+    """Run `statement` on this request's connection; its result rows as dicts."""
+    compiled = _compile(statement, db.engine.dialect)
+    given = parameters or {}
+    values: list[Any] = []
+    for _name, key, own, process in compiled.binds:
+        value = given[key] if own is _REQUIRED else given.get(key, own)
+        values.append(value if process is None else process(value))
+    sent = (
+        values
+        if compiled.positional
+        else {bind[0]: value for bind, value in zip(compiled.binds, values, strict=True)}
+    )
+    found = []
+    for driver_row in _execute(compiled.sql, sent, fetch=bool(compiled.keys)):
+        row = list(driver_row)
+        for index, load in compiled.loaders:
+            row[index] = load(row[index])
+        found.append(dict(zip(compiled.keys, row, strict=True)))
+    return found
+
+
+def first(statement: Executable, parameters: Mapping[str, Any] | None = None) -> Row | None:
+    found = rows(statement, parameters)
+    return found[0] if found else None
+
+
+def run(sql: str) -> None:
+    """Run plain SQL with no parameters and no result (BEGIN, COMMIT, SELECT 1)."""
+    _execute(sql, ())
+
+
+@contextmanager
+def transaction() -> Iterator[None]:
+    """The statements run inside run as one short transaction on this request's
+    connection, despite autocommit: BEGIN is ours. SQLite's takes the write lock at once
+    (BEGIN IMMEDIATE), so concurrent writers queue for the busy timeout rather than
+    fail on an upgrade."""
+    run("BEGIN IMMEDIATE" if is_sqlite(db.engine) else "BEGIN")
+    try:
+        yield
+    except BaseException:
+        with suppress(SQLAlchemyError):  # (a lost connection has nothing to roll back)
+            run("ROLLBACK")
+        raise
+    run("COMMIT")
 
 
 def release(exception: BaseException | None = None) -> None:
@@ -84,24 +143,89 @@ def release(exception: BaseException | None = None) -> None:
         current.close()
 
 
-@contextmanager
-def transaction() -> Iterator[Connection]:
-    """This request's connection inside one short transaction, despite autocommit:
-    BEGIN is ours. SQLite's takes the write lock at once (BEGIN IMMEDIATE), so
-    concurrent writers queue for the busy timeout rather than fail on an upgrade."""
-    current = connection()
-    current.exec_driver_sql("BEGIN IMMEDIATE" if is_sqlite(current) else "BEGIN")
+def _connection() -> PoolProxiedConnection:
+    current: PoolProxiedConnection | None = g.get("_database_connection")
+    if current is None:
+        dialect = db.engine.dialect
+        try:
+            current = g._database_connection = db.engine.raw_connection()
+        except dialect.loaded_dbapi.Error as error:  # (could not connect)
+            raise _translated(error, None, None, None, None, dialect) from error
+    return current
+
+
+def _execute(sql: str, parameters: Any, fetch: bool = False) -> Sequence[Any]:
+    """Send `sql` to the driver on this request's connection; its rows if `fetch`."""
+    pooled = _connection()
+    dialect = db.engine.dialect
+    cursor = pooled.dbapi_connection.cursor()  # type: ignore[union-attr]  # (checked out)
     try:
-        yield current
-    except BaseException:
-        with suppress(SQLAlchemyError):  # (a lost connection has nothing to roll back)
-            current.exec_driver_sql("ROLLBACK")
-        raise
-    current.exec_driver_sql("COMMIT")
+        cursor.execute(sql, parameters)
+        return cursor.fetchall() if fetch else ()
+    except dialect.loaded_dbapi.Error as error:
+        raise _translated(error, sql, parameters, pooled, cursor, dialect) from error
+    finally:
+        cursor.close()
 
 
-def is_sqlite(bind: Connection | Engine) -> bool:
-    return bind.dialect.name == "sqlite"
+def _translated(
+    error: Any,
+    sql: str | None,
+    parameters: Any,
+    pooled: PoolProxiedConnection | None,
+    cursor: Any,
+    dialect: Dialect,
+) -> DBAPIError:
+    """The driver's error as SQLAlchemy raises it; a lost connection is invalidated and
+    let go, so this request's next statement (and the pool) gets a fresh one."""
+    lost = pooled is not None and dialect.is_disconnect(error, pooled.dbapi_connection, cursor)
+    if lost:
+        assert pooled is not None
+        pooled.invalidate(error)
+        g.pop("_database_connection", None)
+    translated = DBAPIError.instance(
+        sql,
+        parameters,
+        error,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=lost,
+        dialect=dialect,
+    )
+    assert isinstance(translated, DBAPIError)  # (given a driver error, always)
+    return translated
+
+
+@lru_cache(maxsize=1024)
+def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
+    """`statement` as its driver takes it, with SQLAlchemy's type processing of each
+    bind parameter and result column, built once per statement and dialect."""
+    compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+    if compiled.insert_prefetch or compiled.update_prefetch:
+        # (an execution context computes those; give their values as parameters)
+        raise ValueError(f"{statement} relies on Python-side column defaults")
+    names = compiled.positiontup if compiled.positional else list(compiled.binds)
+    binds = []
+    for name in names or ():
+        bind = compiled.binds[name]
+        own = _REQUIRED if bind.required else bind.effective_value
+        binds.append((name, bind.key, own, bind.type.dialect_impl(dialect).bind_processor(dialect)))
+    columns = list(getattr(statement, "exported_columns", ()))
+    loaders = []
+    for index, column in enumerate(columns):
+        load = column.type.dialect_impl(dialect).result_processor(dialect, None)
+        if load is not None:
+            loaders.append((index, load))
+    return _Compiled(
+        compiled.string,
+        compiled.positional,
+        tuple(binds),
+        tuple(column.key for column in columns),
+        tuple(loaders),
+    )
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
 
 
 def _install_liveness_check(engine: Engine) -> None:

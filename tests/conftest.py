@@ -5,11 +5,9 @@ none: nothing is migrated or emptied for it."""
 
 import flask_migrate
 import pytest
-from sqlalchemy import event
 
 from applications_api import create_app
 from applications_api.auth.tokens import issue_token
-from applications_api.database import db
 from tests.support.app import (
     DATABASE_URL,
     ON_POSTGRESQL,
@@ -101,25 +99,27 @@ def create(client, staff):
 
 
 @pytest.fixture
-def count_statements(app):
-    """Context manager counting the SQL statements run inside it (on `app`'s engine,
-    or another app's: `count_statements(other_app)`)."""
+def count_statements(app, monkeypatch):
+    """Context manager recording the SQL statements requests send inside it (every one
+    goes through database._execute, in whichever app)."""
+    from applications_api import database
 
     class Counter:
         def __init__(self, target=None):
             self.statements = []
-            with (target or app).app_context():
-                self.engine = db.engine
-
-        def __call__(self, conn, cursor, statement, *args):
-            self.statements.append(statement)
 
         def __enter__(self):
-            event.listen(self.engine, "before_cursor_execute", self)
+            send = database._execute
+
+            def recording(sql, *args, **kwargs):
+                self.statements.append(sql)
+                return send(sql, *args, **kwargs)
+
+            monkeypatch.setattr(database, "_execute", recording)
             return self
 
         def __exit__(self, *exc):
-            event.remove(self.engine, "before_cursor_execute", self)
+            monkeypatch.undo()
 
     return Counter
 

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Executable, RowMapping, Select, bindparam, insert, select
+from sqlalchemy import Executable, Select, bindparam, insert, select
 from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
+from .. import database
 from ..auth.authentication import current_user
 from ..db_types import utcnow
 from ..observability import current_request_id
@@ -31,7 +32,6 @@ FIELDS = (
 )
 APPLICATIONS = Application.__table__
 HISTORY = ApplicationChange.__table__
-HISTORY_INSERT = insert(HISTORY)
 # Where app_proxy sends callers' signed identities: a change is logged at WARNING.
 SENSITIVE = ("config.web_url", "is_proxy_available")
 
@@ -97,12 +97,18 @@ def _diff_value(
         )
 
 
-# Where the row and its entry are written by one statement (data-modifying CTEs): one
-# round trip, and a create needs no transaction of its own. SQLite has no such CTEs.
-ONE_STATEMENT = {"postgresql": True, "sqlite": False}
-
-
 ENTRY = ("user_id", "request_id", "action", "changes", "created_date")
+# SQLite's entry, a statement of its own.
+ENTRY_INSERT = insert(HISTORY).values(
+    {name: bindparam(name, type_=HISTORY.c[name].type) for name in ("application_id", *ENTRY)}
+)
+
+
+def in_one_statement() -> bool:
+    """Whether the row and its entry are written by one statement (PostgreSQL's
+    data-modifying CTEs): one round trip, and a create needs no transaction of its own.
+    SQLite has no such CTEs."""
+    return not database.is_sqlite(database.db.engine)
 
 
 @cache
@@ -112,17 +118,16 @@ def _with_entry(statement: ReturningInsert[Any] | ReturningUpdate[Any]) -> Execu
     entry = select(
         row.c.id, *(bindparam(f"entry_{name}", type_=HISTORY.c[name].type) for name in ENTRY)
     )
-    logged = HISTORY_INSERT.from_select(["application_id", *ENTRY], entry).cte("logged")
+    logged = insert(HISTORY).from_select(["application_id", *ENTRY], entry).cte("logged")
     return select(row).add_cte(logged)
 
 
 def written(
-    connection: Connection,
     statement: ReturningInsert[Any] | ReturningUpdate[Any],
     parameters: Mapping[str, Any],
     action: str,
     changes: list[dict[str, Any]],
-) -> RowMapping:
+) -> database.Row:
     """Run `statement` (an INSERT or UPDATE of one application, RETURNING it) with its
     `parameters`, and insert its history entry in the same transaction; on PostgreSQL
     in the same statement. Returns the row as written."""
@@ -134,18 +139,12 @@ def written(
         "changes": changes,
         "created_date": utcnow(),
     }
-    if ONE_STATEMENT[connection.dialect.name]:
-        row = (
-            connection.execute(
-                _with_entry(statement),
-                {**parameters, **{f"entry_{name}": value for name, value in entry.items()}},
-            )
-            .mappings()
-            .one()
-        )
+    if in_one_statement():
+        parameters = {**parameters, **{f"entry_{name}": value for name, value in entry.items()}}
+        row = database.rows(_with_entry(statement), parameters)[0]
     else:
-        row = connection.execute(statement, parameters).mappings().one()
-        connection.execute(HISTORY_INSERT, {**entry, "application_id": row["id"]})
+        row = database.rows(statement, parameters)[0]
+        database.rows(ENTRY_INSERT, {**entry, "application_id": row["id"]})
     for change in changes:
         # (a new application only when it points app_proxy somewhere)
         if change["field"] in SENSITIVE and (action != "create" or change.get("new")):
@@ -166,9 +165,18 @@ def page_query(
     """An application's history as filters.page_query gives the list: the page (newest
     first, filtered by `since` and `user`) with the `total` beside each entry, the count
     for a page past the end, and their parameters."""
-    where = [HISTORY.c.application_id == app_id]
-    if "since" in args:
-        where.append(HISTORY.c.created_date >= args["since"])
-    if "user" in args:
-        where.append(HISTORY.c.user_id == args["user"])
-    return (*filters.paged(HISTORY, where, [HISTORY.c.id.desc()]), filters.window(page, size))
+    names = tuple(name for name in ("since", "user") if name in args)
+    return (
+        *_statements(names),
+        {"app_id": app_id, **{name: args[name] for name in names}, **filters.window(page, size)},
+    )
+
+
+@cache
+def _statements(names: tuple[str, ...]) -> tuple[Select[Any], Select[Any]]:
+    where = [HISTORY.c.application_id == bindparam("app_id")]
+    if "since" in names:
+        where.append(HISTORY.c.created_date >= bindparam("since"))
+    if "user" in names:
+        where.append(HISTORY.c.user_id == bindparam("user"))
+    return filters.paged(HISTORY, where, [HISTORY.c.id.desc()])

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from sqlalchemy import Connection, RowMapping, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import OperationalError
 from webargs.flaskparser import abort
 
@@ -20,7 +20,7 @@ from . import filters, history, secrets
 from .fields import is_web_url
 from .models import Application
 
-Row = RowMapping
+Row = database.Row
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -58,7 +58,7 @@ COLUMN_DEFAULTS = {
 # once (building an INSERT or UPDATE per request cost more than its round trip).
 WRITTEN = tuple(column.name for column in TABLE.c if column.name not in ("id", "version"))
 _FROM_PARAMETERS = {name: bindparam(f"new_{name}", type_=TABLE.c[name].type) for name in WRITTEN}
-INSERT = TABLE.insert().values(_FROM_PARAMETERS).returning(*TABLE.c)
+INSERT = TABLE.insert().values({**_FROM_PARAMETERS, "version": 1}).returning(*TABLE.c)
 UPDATE = (
     TABLE.update()
     .where(TABLE.c.id == bindparam("app_id"))
@@ -84,8 +84,7 @@ def _not_found(app_id: int) -> NoReturn:
 
 def read_or_404(app_id: int) -> Row:
     """The application as a read-only row, for responses."""
-    row = database.connection().execute(APPLICATION_BY_ID, {"app_id": app_id}).mappings().first()
-    return row or _not_found(app_id)
+    return database.first(APPLICATION_BY_ID, {"app_id": app_id}) or _not_found(app_id)
 
 
 def list_page(args: Mapping[str, Any], page: int, size: int) -> tuple[int, Sequence[Row]]:
@@ -107,11 +106,13 @@ def _page(
 ) -> tuple[int, Sequence[Row]]:
     """(total, rows) of a page with its total beside each row (filters.paged): one
     statement, unless the page is past the end (then no row carries the total)."""
-    connection = database.connection()
-    rows = connection.execute(page_statement, parameters).mappings().all()
+    rows = database.rows(page_statement, parameters)
     if rows:
         return rows[0]["total"], rows
-    return (connection.scalar(count_statement, parameters) or 0) if page > 1 else 0, rows
+    if page == 1:
+        return 0, rows
+    counted = database.first(count_statement, parameters)
+    return (counted["total"] if counted else 0), rows
 
 
 def proxy_target(app_id: int) -> str:
@@ -127,8 +128,8 @@ def proxy_target(app_id: int) -> str:
     if web_url:
         return str(web_url)
     generation = cache.generation()
-    row = database.connection().execute(PROXIED_CONFIG, {"app_id": app_id}).first()
-    web_url = (row.config or {}).get("web_url") if row else None
+    row = database.first(PROXIED_CONFIG, {"app_id": app_id})
+    web_url = (row["config"] or {}).get("web_url") if row else None
     if not is_web_url(web_url):
         abort(404, message=f"Application {app_id} is not available through app_proxy.")
     cache.put(app_id, web_url, generation)
@@ -136,12 +137,12 @@ def proxy_target(app_id: int) -> str:
 
 
 @contextmanager
-def _locked(app_id: int | None = None) -> Iterator[Connection]:
+def _locked(app_id: int | None = None) -> Iterator[None]:
     """A write's transaction (database.transaction); a lock waited for past the
     timeout (PostgreSQL's lock_timeout, SQLite's busy timeout) is the caller's 503."""
     try:
-        with database.transaction() as connection:
-            yield connection
+        with database.transaction():
+            yield
     except OperationalError as error:
         if "lock" not in str(error.orig).lower():
             raise
@@ -176,17 +177,15 @@ def _write(
     lock), so concurrent writers of one row queue in the database and each does its
     work once; `precondition(row)` may refuse the write first (If-Match). Returns the
     row as written."""
-    with _locked(app_id) as connection:
-        row = connection.execute(LOCKED_BY_ID, {"app_id": app_id}).mappings().first()
+    with _locked(app_id):
+        row = database.first(LOCKED_BY_ID, {"app_id": app_id})
         if row is None:
             _not_found(app_id)
         if precondition is not None:
             precondition(row)
         after = {**row, **change(row), "modified_date": utcnow()}
         changes = history.diff(row, after, secrets.patterns())
-        return history.written(
-            connection, UPDATE, {"app_id": app_id, **_parameters(after)}, action, changes
-        )
+        return history.written(UPDATE, {"app_id": app_id, **_parameters(after)}, action, changes)
 
 
 def create_application(data: Mapping[str, Any], created_by: int) -> Row:
@@ -200,11 +199,10 @@ def create_application(data: Mapping[str, Any], created_by: int) -> Row:
         "modified_date": now,
     }
     changes = history.diff({}, values, secrets.patterns())
-    connection = database.connection()
-    if history.ONE_STATEMENT[connection.dialect.name]:  # atomic alone: no BEGIN, no COMMIT
-        return history.written(connection, INSERT, _parameters(values), "create", changes)
-    with _locked() as connection:
-        return history.written(connection, INSERT, _parameters(values), "create", changes)
+    if history.in_one_statement():  # atomic alone: no BEGIN, no COMMIT
+        return history.written(INSERT, _parameters(values), "create", changes)
+    with _locked():
+        return history.written(INSERT, _parameters(values), "create", changes)
 
 
 def update_application(

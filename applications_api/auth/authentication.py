@@ -100,8 +100,8 @@ def _lookup_user(key: str) -> CurrentUser | None:
     user = cache.get(digest)
     if user is None:
         generation = cache.generation()
-        row = database.connection().execute(ACTIVE_USER_OF_TOKEN, {"digest": digest}).first()
-        user = CurrentUser(*row) if row else None
+        row = database.first(ACTIVE_USER_OF_TOKEN, {"digest": digest})
+        user = CurrentUser(row["id"], row["is_staff"]) if row else None
         if user:
             cache.put(digest, user, generation)
             _touch(digest)
@@ -119,7 +119,7 @@ def _touch(digest: str) -> None:
     _touched[digest] = now
     when = utcnow()
     try:
-        database.connection().execute(
+        database.rows(
             TOUCH_TOKEN,
             {
                 "digest": digest,

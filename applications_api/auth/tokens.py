@@ -7,9 +7,9 @@ brute-force the way there is with a password, and lookups stay a single indexed 
 import hashlib
 import secrets
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 
-from .. import database
+from ..database import db
 from .models import PREFIX_LENGTH, Token, User
 
 
@@ -20,18 +20,12 @@ def key_digest(key: str) -> str:
 def issue_token(username: str, *, staff: bool = False) -> str:
     """Create the user when missing, give it a new key, and return the key."""
     key = secrets.token_hex(24)
-    # the user and its token are written together or not at all
-    with database.transaction() as connection:
-        user_id = connection.scalar(select(User.id).where(User.username == username))
-        if user_id is None:
-            user_id = connection.scalar(
-                insert(User).values(username=username, is_staff=staff).returning(User.id)
-            )
-        elif staff:
-            connection.execute(update(User).where(User.id == user_id).values(is_staff=True))
-        connection.execute(
-            insert(Token).values(
-                key_digest=key_digest(key), prefix=key[:PREFIX_LENGTH], user_id=user_id
-            )
-        )
+    # the user and its token are written together or not at all (one ORM commit)
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        user = User(username=username, is_staff=staff)
+    elif staff:
+        user.is_staff = True
+    db.session.add(Token(key_digest=key_digest(key), prefix=key[:PREFIX_LENGTH], user=user))
+    db.session.commit()
     return key
