@@ -2,18 +2,21 @@
 
 The same database work as the API (a token checked by one query per request; the list's
 count and page; retrieve; a PATCH that locks its row, merges config and writes the row
-with its history entry in one statement; a create as one statement with its entry), with
-none of the rest: no validation beyond what the paths need, no error shape, no log line,
-no metrics. Served under the same gunicorn settings, it says what Python can do with the
-same queries, so each API figure is also a share of it (bench/run.py).
+with its history entry in one statement; a create as one statement with its entry; an
+app_proxy GET that reads the application's web_url and forwards over a kept-alive
+connection), with none of the rest: no validation beyond what the paths need, no error
+shape, no log line, no metrics, no signature. Served under the same gunicorn settings,
+it says what Python can do with the same queries, so each API figure is also a share of
+it (bench/run.py).
 """
 
 import hashlib
+import http.client
 import json
 import os
 import threading
 from datetime import UTC, datetime
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 from psycopg.types.json import Json
@@ -80,6 +83,8 @@ def app(environ, start_response):
         return answer(start_response, "401 Unauthorized", {"code": 401})
     method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
     parts = path.strip("/").split("/")  # api, v1, applications[, id]
+    if parts[2] == "app_proxy":  # api, v1, app_proxy, id, path...
+        return forward(db, start_response, int(parts[3]), "/".join(parts[4:]))
     now = datetime.now(UTC)
     if len(parts) == 3 and method == "GET":
         return list_page(db, start_response, parse_qs(environ.get("QUERY_STRING", "")))
@@ -146,3 +151,23 @@ def list_page(db, start_response, query):
         [as_json(row) for row in rows],
         [("X-Pagination", json.dumps({"total": total, "total_pages": pages, "page": page}))],
     )
+
+
+def forward(db, start_response, app_id, rest):
+    row = db.execute(
+        "SELECT config FROM applications WHERE id = %s AND is_active AND is_proxy_available",
+        (app_id,),
+    ).fetchone()
+    target = urlsplit(row[0]["web_url"])
+    upstream = getattr(_local, "upstream", None)
+    if upstream is None:
+        upstream = _local.upstream = http.client.HTTPConnection(target.hostname, target.port)
+    upstream.request("GET", target.path + rest)
+    answer = upstream.getresponse()
+    body = answer.read()
+    headers = [
+        ("Content-Type", answer.getheader("Content-Type", "")),
+        ("Content-Length", str(len(body))),
+    ]
+    start_response(f"{answer.status} {answer.reason}", headers)
+    return [body]

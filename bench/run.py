@@ -354,24 +354,30 @@ def peak_rss_growth_kib(server, download):
     return max(peak) - baseline
 
 
-def proxy_scenarios(args, env, api, report):
+def proxy_scenarios(args, env, api, floor, report):
     """app_proxy on both transfers: the embedded one (gunicorn alone) and the deployment
-    (deploy/nginx.conf in front of gunicorn with APP_PROXY_TRANSFER=nginx)."""
-    static = static_nginx(8103, {"1k.bin": 1024, "10m.bin": 10 << 20, "200m.bin": 200 << 20})
+    (deploy/nginx.conf in front of gunicorn with APP_PROXY_TRANSFER=nginx); the floor
+    forwards the same GET itself."""
+    static = static_nginx(8107, {"1k.bin": 1024, "10m.bin": 10 << 20, "200m.bin": 200 << 20})
     decider = Server(
         "wsgi:app", 8104, {**env, "APP_PROXY_TRANSFER": "nginx", "TRUSTED_PROXIES": "1"}
     )
     front = Nginx(deployed_site(8105, 8104), 8105, ready_path="/api/v1/healthcheck/")
-    plain = plain_proxy_nginx(8106, 8103)
+    plain = plain_proxy_nginx(8106, 8107)
     try:
         auth = {"Authorization": f"Token {env['BENCH_TOKEN']}"}
         app_id = register_backend(
             f"http://127.0.0.1:{api.port}", auth, static.url + "/", "bench upstream"
         )
         proxy = f"/api/v1/app_proxy/{app_id}"
-        report.add("direct: 1 KiB GET (nginx)", wrk(Direct(8103), "/1k.bin", args, env))
-        report.add("embedded proxy: 1 KiB GET", wrk(api, f"{proxy}/1k.bin", args, env))
-        report.add("nginx proxy: 1 KiB GET", wrk(Direct(8105), f"{proxy}/1k.bin", args, env))
+        report.add("direct: 1 KiB GET (nginx)", wrk(Direct(8107), "/1k.bin", args, env))
+        embedded = wrk(api, f"{proxy}/1k.bin", args, env)
+        behind_nginx = wrk(Direct(8105), f"{proxy}/1k.bin", args, env)
+        floor_proxy = wrk(floor, f"{proxy}/1k.bin", args, env)
+        report.add("embedded proxy: 1 KiB GET", embedded)
+        report.add("nginx proxy: 1 KiB GET", behind_nginx)
+        report.floor("embedded proxy: 1 KiB GET", floor_proxy)
+        report.floor("nginx proxy: 1 KiB GET", floor_proxy)
         rates = median_rates(
             {
                 "direct: 10 MiB download": ("GET", f"{static.url}/10m.bin", {}),
@@ -467,7 +473,7 @@ def main():
     try:
         report.ceiling(wrk(ceiling, "/", args, env))
         if args.only != "api":
-            proxy_scenarios(args, env, api, report)
+            proxy_scenarios(args, env, api, floor, report)
         if args.only != "proxy":
             api_scenarios(args, env, api, floor, database_url, report)
         report.ceiling(wrk(ceiling, "/", args, env))
