@@ -122,7 +122,7 @@ def run(sql: str) -> None:
 
 @contextmanager
 def transaction() -> Iterator[None]:
-    """The statements run inside run as one short transaction on this request's
+    """The statements run inside it as one short transaction on this request's
     connection, despite autocommit: BEGIN is ours. SQLite's takes the write lock at once
     (BEGIN IMMEDIATE), so concurrent writers queue for the busy timeout rather than
     fail on an upgrade."""
@@ -178,9 +178,9 @@ def _translated(
 ) -> DBAPIError:
     """The driver's error as SQLAlchemy raises it; a lost connection is invalidated and
     let go, so this request's next statement (and the pool) gets a fresh one."""
-    lost = pooled is not None and dialect.is_disconnect(error, pooled.dbapi_connection, cursor)
-    if lost:
-        assert pooled is not None
+    lost = False
+    if pooled is not None and dialect.is_disconnect(error, pooled.dbapi_connection, cursor):
+        lost = True
         pooled.invalidate(error)
         g.pop("_database_connection", None)
     translated = DBAPIError.instance(
@@ -233,7 +233,7 @@ def _install_liveness_check(engine: Engine) -> None:
     round trip: an idle connection has nothing to read unless the server closed it (a
     restart, pg_terminate_backend, a dropped proxy) or said goodbye first. The pool
     then opens a new one. A disconnect noticed later (a peer that vanished silently) is
-    one request's 503, and SQLAlchemy renews the whole pool."""
+    one request's 503, and that connection is invalidated (_translated)."""
     if is_sqlite(engine):
         return
 

@@ -1,0 +1,64 @@
+"""database.py's door: statements sent to the driver keep SQLAlchemy's types and errors."""
+
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from applications_api import database
+from applications_api.applications.service import APPLICATION_BY_ID
+from applications_api.auth.models import User
+from tests.support.app import postgresql_only
+
+
+def test_rows_come_back_with_the_columns_types(app, create):
+    created = create(config={"web_url": "https://a.example/"}, is_visible=True)
+    with app.app_context():
+        row = database.first(APPLICATION_BY_ID, {"app_id": created["id"]})
+    assert row["config"] == {"web_url": "https://a.example/", "visible_type": "empty"}
+    assert row["is_visible"] is True
+    assert isinstance(row["created_date"], datetime)
+    assert row["created_date"].tzinfo is not None
+    assert row["created_date"].astimezone(UTC).isoformat() == created["created_date"]
+
+
+def test_a_missing_parameter_is_an_error_not_a_null(app):
+    with app.app_context(), pytest.raises(KeyError):
+        database.first(APPLICATION_BY_ID, {})
+
+
+def test_a_driver_error_is_sqlalchemys(app):
+    duplicate = insert(User).values(username="twice", is_staff=False, is_active=True)
+    now = {"created_date": datetime.now(UTC)}
+    with app.app_context():
+        database.rows(duplicate.values(now))
+        with pytest.raises(IntegrityError):
+            database.rows(duplicate.values(now))
+        database.release()
+
+
+def test_python_side_column_defaults_are_refused(app):
+    with app.app_context(), pytest.raises(ValueError, match="Python-side column defaults"):
+        database.rows(insert(User).values(username="defaults"))
+
+
+@postgresql_only
+def test_a_connection_lost_mid_request_is_a_503_error_and_the_next_statement_reconnects(
+    app, database_url
+):
+    pid = select(database.db.func.pg_backend_pid().label("pid"))
+    admin_url = make_url(database_url).set(drivername="postgresql")
+    with app.app_context():
+        first_pid = database.first(pid)["pid"]  # checked out, held by this "request"
+        with psycopg.connect(
+            admin_url.render_as_string(hide_password=False), autocommit=True
+        ) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (first_pid,))
+        with pytest.raises(OperationalError) as lost:
+            database.first(pid)
+        assert lost.value.connection_invalidated
+        assert database.first(pid)["pid"] != first_pid
+        database.release()
