@@ -88,8 +88,13 @@ class _Compiled(NamedTuple):
     loaders: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column, result processor)
 
 
-def rows(statement: Executable, parameters: Mapping[str, Any] | None = None) -> list[Row]:
-    """Run `statement` on this request's connection; its result rows as dicts."""
+def rows(
+    statement: Executable, parameters: Mapping[str, Any] | None = None, *, last: bool = False
+) -> list[Row]:
+    """Run `statement` on this request's connection; its result rows as dicts. `last`:
+    the write's last statement; inside transaction() the COMMIT goes with it, in the
+    same round trip on PostgreSQL (psycopg's pipeline), so a locked row is let go one
+    round trip sooner."""
     compiled = _compile(statement, db.engine.dialect)
     given = parameters or {}
     values: list[Any] = []
@@ -102,11 +107,14 @@ def rows(statement: Executable, parameters: Mapping[str, Any] | None = None) -> 
         else {bind[0]: value for bind, value in zip(compiled.binds, values, strict=True)}
     )
     found = []
-    for driver_row in _execute(compiled.sql, sent, fetch=bool(compiled.keys)):
+    commit = last and g.get("_open_transaction", False)
+    for driver_row in _execute(compiled.sql, sent, fetch=bool(compiled.keys), commit=commit):
         row = list(driver_row)
         for index, load in compiled.loaders:
             row[index] = load(row[index])
         found.append(dict(zip(compiled.keys, row, strict=True)))
+    if commit:
+        g._open_transaction = False
     return found
 
 
@@ -127,13 +135,16 @@ def transaction() -> Iterator[None]:
     (BEGIN IMMEDIATE), so concurrent writers queue for the busy timeout rather than
     fail on an upgrade."""
     run("BEGIN IMMEDIATE" if is_sqlite(db.engine) else "BEGIN")
+    g._open_transaction = True
     try:
         yield
     except BaseException:
-        with suppress(SQLAlchemyError):  # (a lost connection has nothing to roll back)
-            run("ROLLBACK")
+        if g.pop("_open_transaction"):
+            with suppress(SQLAlchemyError):  # (a lost connection has nothing to roll back)
+                run("ROLLBACK")
         raise
-    run("COMMIT")
+    if g.pop("_open_transaction"):  # (not committed with a `last` statement)
+        run("COMMIT")
 
 
 def release(exception: BaseException | None = None) -> None:
@@ -154,14 +165,24 @@ def _connection() -> PoolProxiedConnection:
     return current
 
 
-def _execute(sql: str, parameters: Any, fetch: bool = False) -> Sequence[Any]:
-    """Send `sql` to the driver on this request's connection; its rows if `fetch`."""
+def _execute(sql: str, parameters: Any, fetch: bool = False, commit: bool = False) -> Sequence[Any]:
+    """Send `sql` to the driver on this request's connection; its rows if `fetch`; then
+    COMMIT if `commit`."""
     pooled = _connection()
     dialect = db.engine.dialect
-    cursor = pooled.dbapi_connection.cursor()  # type: ignore[union-attr]  # (checked out)
+    driver: Any = pooled.dbapi_connection
+    cursor = driver.cursor()
     try:
+        if commit and hasattr(driver, "pipeline"):  # psycopg: both in one round trip
+            with driver.pipeline():
+                cursor.execute(sql, parameters)
+                driver.execute("COMMIT")
+            return cursor.fetchall() if fetch else ()
         cursor.execute(sql, parameters)
-        return cursor.fetchall() if fetch else ()
+        found = cursor.fetchall() if fetch else ()
+        if commit:
+            cursor.execute("COMMIT")
+        return found
     except dialect.loaded_dbapi.Error as error:
         raise _translated(error, sql, parameters, pooled, cursor, dialect) from error
     finally:
@@ -203,6 +224,8 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
     if compiled.insert_prefetch or compiled.update_prefetch:
         # (an execution context computes those; give their values as parameters)
         raise ValueError(f"{statement} relies on Python-side column defaults")
+    if compiled.post_compile_params:  # (rendered per execution: IN lists)
+        raise ValueError(f"{statement} has parameters rendered per execution")
     names = compiled.positiontup if compiled.positional else list(compiled.binds)
     binds = []
     for name in names or ():

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -40,9 +40,11 @@ def test_a_driver_error_is_sqlalchemys(app):
         database.release()
 
 
-def test_python_side_column_defaults_are_refused(app):
+def test_statements_it_cannot_send_as_compiled_are_refused(app):
     with app.app_context(), pytest.raises(ValueError, match="Python-side column defaults"):
         database.rows(insert(User).values(username="defaults"))
+    with app.app_context(), pytest.raises(ValueError, match="rendered per execution"):
+        database.rows(select(User.id).where(User.username.in_(["a", "b"])))
 
 
 @postgresql_only
@@ -61,4 +63,21 @@ def test_a_connection_lost_mid_request_is_a_503_error_and_the_next_statement_rec
             database.first(pid)
         assert lost.value.connection_invalidated
         assert database.first(pid)["pid"] != first_pid
+        database.release()
+
+
+def test_a_write_whose_last_statement_fails_leaves_nothing_written(app):
+    """The last statement of a transaction carries its COMMIT (on PostgreSQL in one
+    round trip); when it fails, nothing of the transaction stays."""
+    now = datetime.now(UTC)
+    user = {"is_staff": False, "is_active": True, "created_date": now}
+    named = select(User.id).where(or_(User.username == "first", User.username == "second"))
+    with app.app_context():
+        with pytest.raises(IntegrityError), database.transaction():
+            database.rows(insert(User).values(username="first", **user))
+            database.rows(insert(User).values(username="first", **user), last=True)
+        assert database.rows(named) == []
+        with database.transaction():
+            database.rows(insert(User).values(username="second", **user), last=True)
+        assert len(database.rows(named)) == 1
         database.release()

@@ -141,10 +141,10 @@ def written(
     }
     if in_one_statement():
         parameters = {**parameters, **{f"entry_{name}": value for name, value in entry.items()}}
-        row = database.rows(_with_entry(statement), parameters)[0]
+        row = database.rows(_with_entry(statement), parameters, last=True)[0]
     else:
         row = database.rows(statement, parameters)[0]
-        database.rows(ENTRY_INSERT, {**entry, "application_id": row["id"]})
+        database.rows(ENTRY_INSERT, {**entry, "application_id": row["id"]}, last=True)
     for change in changes:
         # (a new application only when it points app_proxy somewhere)
         if change["field"] in SENSITIVE and (action != "create" or change.get("new")):
