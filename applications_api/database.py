@@ -106,15 +106,16 @@ def rows(
         if compiled.positional
         else {bind[0]: value for bind, value in zip(compiled.binds, values, strict=True)}
     )
-    found = []
     commit = last and g.get("_open_transaction", False)
-    for driver_row in _execute(compiled.sql, sent, fetch=bool(compiled.keys), commit=commit):
+    driver_rows = _execute(compiled.sql, sent, fetch=bool(compiled.keys), commit=commit)
+    if commit:
+        g._open_transaction = False
+    found = []
+    for driver_row in driver_rows:
         row = list(driver_row)
         for index, load in compiled.loaders:
             row[index] = load(row[index])
         found.append(dict(zip(compiled.keys, row, strict=True)))
-    if commit:
-        g._open_transaction = False
     return found
 
 
