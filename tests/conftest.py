@@ -99,27 +99,25 @@ def create(client, staff):
 
 
 @pytest.fixture
-def count_statements(app, monkeypatch):
-    """Context manager recording the SQL statements requests send inside it (every one
-    goes through database._execute, in whichever app)."""
+def count_statements():
+    """Context manager recording the SQL statements requests send inside it, whichever
+    app sends them: every one goes through database._execute."""
     from applications_api import database
 
     class Counter:
-        def __init__(self, target=None):
-            self.statements = []
-
         def __enter__(self):
-            send = database._execute
+            self.statements = []
+            self.send = send = database._execute
 
             def recording(sql, *args, **kwargs):
                 self.statements.append(sql)
                 return send(sql, *args, **kwargs)
 
-            monkeypatch.setattr(database, "_execute", recording)
+            database._execute = recording
             return self
 
         def __exit__(self, *exc):
-            monkeypatch.undo()
+            database._execute = self.send
 
     return Counter
 
