@@ -7,10 +7,30 @@ brute-force the way there is with a password, and lookups stay a single indexed 
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 
-from ..database import db
+from .. import database
+from ..db_types import utcnow
 from .models import PREFIX_LENGTH, Token, User
+
+USER_NAMED = select(User.id).where(User.username == bindparam("username"))
+NEW_USER = (
+    insert(User)
+    .values(
+        username=bindparam("username"),
+        is_staff=bindparam("staff"),
+        is_active=True,
+        created_date=bindparam("now"),
+    )
+    .returning(User.id)
+)
+MAKE_STAFF = update(User).where(User.id == bindparam("user_id")).values(is_staff=True)
+NEW_TOKEN = insert(Token).values(
+    key_digest=bindparam("digest"),
+    prefix=bindparam("prefix"),
+    user_id=bindparam("user_id"),
+    created_date=bindparam("now"),
+)
 
 
 def key_digest(key: str) -> str:
@@ -20,12 +40,15 @@ def key_digest(key: str) -> str:
 def issue_token(username: str, *, staff: bool = False) -> str:
     """Create the user when missing, give it a new key, and return the key."""
     key = secrets.token_hex(24)
-    # the user and its token are written together or not at all (one ORM commit)
-    user = db.session.scalar(select(User).where(User.username == username))
-    if user is None:
-        user = User(username=username, is_staff=staff)
-    elif staff:
-        user.is_staff = True
-    db.session.add(Token(key_digest=key_digest(key), prefix=key[:PREFIX_LENGTH], user=user))
-    db.session.commit()
+    now = utcnow()
+    # the user and its token are written together or not at all
+    with database.transaction():
+        user = database.first(USER_NAMED, {"username": username})
+        if user is None:
+            user = database.first(NEW_USER, {"username": username, "staff": staff, "now": now})
+        elif staff:
+            database.rows(MAKE_STAFF, {"user_id": user["id"]})
+        assert user is not None  # (the INSERT returns its row)
+        token = {"digest": key_digest(key), "prefix": key[:PREFIX_LENGTH], "now": now}
+        database.rows(NEW_TOKEN, {**token, "user_id": user["id"]}, last=True)
     return key

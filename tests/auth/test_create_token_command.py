@@ -43,3 +43,16 @@ def test_username_is_required_and_checked(runner):
     result = runner.invoke(args=["create-token", "x" * 151])
     assert result.exit_code != 0
     assert "USERNAME" in result.output
+
+
+def test_a_token_that_cannot_be_stored_leaves_no_new_user_or_staff_change(app, runner, monkeypatch):
+    from applications_api.auth import tokens
+
+    monkeypatch.setattr(tokens.secrets, "token_hex", lambda n: "k" * (2 * n))  # one key
+    last_line(runner.invoke(args=["create-token", "viewer"]))
+    for args in (["create-token", "newcomer"], ["create-token", "viewer", "--staff"]):
+        assert runner.invoke(args=args).exit_code != 0  # the key's digest is taken
+    with app.app_context():
+        users = db.session.scalars(select(User)).all()
+        assert [(user.username, user.is_staff) for user in users] == [("viewer", False)]
+        db.session.remove()
