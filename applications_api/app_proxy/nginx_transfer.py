@@ -21,7 +21,6 @@ import json
 from flask import Flask, Response, request
 from webargs.flaskparser import abort
 
-from ..settings import Settings
 from .forwarding import HOP_BY_HOP, NOT_FORWARDED, URL_PREFIX, Target
 
 ERROR_HEADER = "X-App-Proxy-Error"
@@ -31,8 +30,7 @@ DROPPED_BY_NGINX = HOP_BY_HOP | NOT_FORWARDED | {"expect", "http2-settings"}
 
 
 class NginxTransfer:
-    def __init__(self, settings: Settings) -> None:
-        pass  # nothing to keep: nginx holds the transfer's settings (deploy/nginx.conf)
+    """The decision only: nginx holds the transfer's settings (deploy/nginx.conf)."""
 
     def init_app(self, app: Flask) -> None:
         app.after_request(_error_for_nginx)

@@ -28,7 +28,7 @@ blp = Blueprint(
 def transfer_for(settings: Settings) -> Transfer:
     """The transfer APP_PROXY_TRANSFER chose: this process, or nginx."""
     if settings.proxy_transfer == "nginx":
-        return NginxTransfer(settings)
+        return NginxTransfer()
     return PythonTransfer(settings)
 
 

@@ -15,7 +15,7 @@ from ..auth.authentication import current_user
 from ..db_types import utcnow
 from ..observability import current_request_id
 from . import filters
-from .models import Application, ApplicationChange
+from .models import ApplicationChange
 from .secrets import Matcher, is_secret, masked
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,6 @@ FIELDS = (
     "is_proxy_available",
     "related_application_id",
 )
-APPLICATIONS = Application.__table__
 HISTORY = ApplicationChange.__table__
 # Where app_proxy sends callers' signed identities: a change is logged at WARNING.
 SENSITIVE = ("config.web_url", "is_proxy_available")

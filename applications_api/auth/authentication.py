@@ -148,7 +148,7 @@ def authenticate() -> None:
 
 
 def require_staff_for_writes() -> None:
-    """Blueprint before_request hook, after require_token: writes are staff-only."""
+    """Blueprint before_request hook, after authenticate: writes are staff-only."""
     if request.method not in SAFE_METHODS:
         require_staff("Only staff users may create, update or delete applications.")
 
