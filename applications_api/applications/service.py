@@ -58,7 +58,11 @@ COLUMN_DEFAULTS = {
 # once (building an INSERT or UPDATE per request cost more than its round trip).
 WRITTEN = tuple(column.name for column in TABLE.c if column.name not in ("id", "version"))
 _FROM_PARAMETERS = {name: bindparam(f"new_{name}", type_=TABLE.c[name].type) for name in WRITTEN}
-INSERT = TABLE.insert().values({**_FROM_PARAMETERS, "version": 1}).returning(*TABLE.c)
+INSERT = (
+    TABLE.insert()
+    .values({**_FROM_PARAMETERS, "version": COLUMN_DEFAULTS["version"]})
+    .returning(*TABLE.c)
+)
 UPDATE = (
     TABLE.update()
     .where(TABLE.c.id == bindparam("app_id"))
@@ -96,9 +100,12 @@ def history_page(
     app_id: int, args: Mapping[str, Any], page: int, size: int
 ) -> tuple[int, Sequence[Row]]:
     """(total, entries of the page) of an application's history, newest first; 404 for
-    an application that does not exist."""
-    read_or_404(app_id)
-    return _page(page, *history.page_query(app_id, args, page, size))
+    an application that does not exist (asked only when the page is empty: an entry
+    says the application exists)."""
+    total, entries = _page(page, *history.page_query(app_id, args, page, size))
+    if not entries:
+        read_or_404(app_id)
+    return total, entries
 
 
 def _page(

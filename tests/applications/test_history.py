@@ -95,6 +95,23 @@ def test_history_is_staff_only_paginated_and_filtered(client, staff, reader, cre
     assert naive.status_code == 400 and "since" in naive.json["errors"]["query"]
 
 
+def test_a_history_page_is_one_statement_and_a_missing_application_a_404(
+    client, staff, create, count_statements
+):
+    app_id = create()["id"]
+    history(client, staff, app_id)  # the token's first use is recorded (last_used) once
+    with count_statements() as counter:
+        assert len(history(client, staff, app_id)) == 1
+    # token lookup; the page with its total (an entry says the application exists)
+    assert len(counter.statements) == 2, counter.statements
+    with count_statements() as counter:
+        missing = client.get(f"{URL}424242/history/", headers=staff)
+    assert missing.status_code == 404
+    assert missing.json["message"] == "Application 424242 does not exist."
+    # token lookup; the empty page; the application
+    assert len(counter.statements) == 3, counter.statements
+
+
 def test_concurrent_patches_leave_entries_whose_diffs_chain(app, create, staff):
     app_id = create(config={"n": -1})["id"]
     barrier = threading.Barrier(20)
