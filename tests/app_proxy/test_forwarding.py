@@ -81,8 +81,11 @@ def test_soft_deleted_application_is_404(client, proxy, staff, reader, proxied, 
 
 
 def test_missing_application_is_404(proxy, reader):
-    assert proxy.client.get(proxy_url(424242, "x"), headers=reader).status_code == 404
-    assert proxy.client.get(proxy_url(10**20, "x"), headers=reader).status_code == 404
+    for app_id in (424242, 10**20):  # (past the largest id too)
+        response = proxy.client.get(proxy_url(app_id, "x"), headers=reader)
+        assert response.status_code == 404
+        assert response.json["code"] == 404
+        assert str(app_id) in response.json["message"]
 
 
 def test_headers_forwarded_and_withheld(proxy, reader, proxied, upstream):

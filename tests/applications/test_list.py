@@ -62,6 +62,19 @@ def test_filters(catalogue, client, reader, query, expected):
     ]
 
 
+def test_substring_filters_take_the_escape_character_literally(create, client, reader):
+    """name__contains and name__icontains escape LIKE's wildcards with "/": a "/" the
+    caller sends is a plain character too."""
+    slash, plain = create(name="a/b")["id"], create(name="ab")["id"]
+    for name, expected in [("/", [slash]), ("a/b", [slash]), ("A/B", []), ("/b", [slash])]:
+        assert ids(client.get(URL, query_string={"name__contains": name}, headers=reader)) == (
+            expected
+        ), name
+    icontains = client.get(URL, query_string={"name__icontains": "A/"}, headers=reader)
+    assert ids(icontains) == [slash]
+    assert plain not in ids(client.get(URL, query_string={"name__contains": "a/"}, headers=reader))
+
+
 @pytest.mark.parametrize(
     "sort, expected",
     [
