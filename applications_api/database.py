@@ -15,16 +15,16 @@ errors become SQLAlchemy's exceptions (api.py maps them to 4xx/503), and a conne
 the driver reports lost is invalidated, so the pool never hands it out again.
 """
 
-import select
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from functools import lru_cache
+from select import POLLERR, POLLHUP, POLLIN, poll
 from typing import Any, NamedTuple
 
 from flask import Flask, g
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Dialect, Engine, Executable, event
+from sqlalchemy import Dialect, Engine, Executable, bindparam, event, func, select
 from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.pool import PoolProxiedConnection
 
@@ -91,25 +91,21 @@ class _Compiled(NamedTuple):
 def rows(
     statement: Executable, parameters: Mapping[str, Any] | None = None, *, last: bool = False
 ) -> list[Row]:
-    """Run `statement` on this request's connection; its result rows as dicts. `last`:
-    the write's last statement; inside transaction() the COMMIT goes with it, in the
-    same round trip on PostgreSQL (psycopg's pipeline), so a locked row is let go one
-    round trip sooner."""
-    compiled = _compile(statement, db.engine.dialect)
-    given = parameters or {}
-    values: list[Any] = []
-    for _name, key, own, process in compiled.binds:
-        value = given[key] if own is _REQUIRED else given.get(key, own)
-        values.append(value if process is None else process(value))
-    sent = (
-        values
-        if compiled.positional
-        else {bind[0]: value for bind, value in zip(compiled.binds, values, strict=True)}
-    )
-    commit = last and g.get("_open_transaction", False)
-    driver_rows = _execute(compiled.sql, sent, fetch=bool(compiled.keys), commit=commit)
-    if commit:
-        g._open_transaction = False
+    """Run `statement` on this request's connection; its result rows as dicts. Inside
+    transaction(), the first statement carries the BEGIN and `last` (the write's last
+    statement) the COMMIT, in the same round trip on PostgreSQL (psycopg's pipeline): a
+    write's transaction costs its statements' round trips alone, and a locked row is let
+    go as soon as its last statement is done."""
+    compiled, sent = _prepared(statement, parameters)
+    current: _Transaction | None = g.get("_transaction")
+    start: Sequence[tuple[str, Any]] = ()
+    commit = False
+    if current is not None:
+        start, current.unsent = current.unsent, ()
+        commit = last and current.open
+    driver_rows = _execute(compiled.sql, sent, bool(compiled.keys), start, commit)
+    if current is not None and commit:
+        current.open = False  # (a failed statement leaves it open: rolled back)
     found = []
     for driver_row in driver_rows:
         row = list(driver_row)
@@ -119,33 +115,72 @@ def rows(
     return found
 
 
+def _prepared(
+    statement: Executable, parameters: Mapping[str, Any] | None
+) -> tuple["_Compiled", Any]:
+    """`statement` compiled, and `parameters` as its driver takes them."""
+    compiled = _compile(statement, db.engine.dialect)
+    given = parameters or {}
+    values: list[Any] = []
+    for _name, key, own, process in compiled.binds:
+        value = given[key] if own is _REQUIRED else given.get(key, own)
+        values.append(value if process is None else process(value))
+    if compiled.positional:
+        return compiled, values
+    return compiled, {bind[0]: value for bind, value in zip(compiled.binds, values, strict=True)}
+
+
 def first(statement: Executable, parameters: Mapping[str, Any] | None = None) -> Row | None:
     found = rows(statement, parameters)
     return found[0] if found else None
 
 
 def run(sql: str) -> None:
-    """Run plain SQL with no parameters and no result (BEGIN, COMMIT, SELECT 1)."""
+    """Run plain SQL with no parameters and no result (COMMIT, ROLLBACK, SELECT 1)."""
     _execute(sql, ())
 
 
+class _Transaction:
+    """transaction()'s state on this request's connection."""
+
+    def __init__(self, unsent: Sequence[tuple[str, Any]]) -> None:
+        self.unsent = unsent  # BEGIN and what goes with it, sent with the first statement
+        self.open = True  # not yet committed (by a `last` statement)
+
+
+# Writers waiting for one key are let in one at a time, in the order they asked: a
+# PostgreSQL lock queue. (A row lock alone lets a late writer overtake earlier ones, so
+# under contention a few waited many times longer than the rest.)
+_QUEUE = select(func.pg_advisory_xact_lock(bindparam("kind"), bindparam("key")))
+
+
 @contextmanager
-def transaction() -> Iterator[None]:
+def transaction(queue: tuple[int, int] | None = None) -> Iterator[None]:
     """The statements run inside it as one short transaction on this request's
-    connection, despite autocommit: BEGIN is ours. SQLite's takes the write lock at once
-    (BEGIN IMMEDIATE), so concurrent writers queue for the busy timeout rather than
-    fail on an upgrade."""
-    run("BEGIN IMMEDIATE" if is_sqlite(db.engine) else "BEGIN")
-    g._open_transaction = True
+    connection, despite autocommit: BEGIN is ours, sent with the first statement.
+    SQLite's takes the write lock at once (BEGIN IMMEDIATE), so concurrent writers queue
+    for the busy timeout rather than fail on an upgrade. `queue` (kind, key): on
+    PostgreSQL, transactions given the same pair run one after the other, in the order
+    they began (an advisory transaction lock, taken with the BEGIN); a wait past
+    lock_timeout is an OperationalError like a row lock's."""
+    unsent: list[tuple[str, Any]] = [("BEGIN", ())]
+    if is_sqlite(db.engine):
+        unsent = [("BEGIN IMMEDIATE", ())]
+    elif queue is not None:
+        compiled, values = _prepared(_QUEUE, {"kind": queue[0], "key": queue[1]})
+        unsent.append((compiled.sql, values))
+    current = g._transaction = _Transaction(unsent)
     try:
         yield
+        if current.open and not current.unsent:  # (not committed with a `last` statement)
+            run("COMMIT")
     except BaseException:
-        if g.pop("_open_transaction"):
+        if current.open and not current.unsent:
             with suppress(SQLAlchemyError):  # (a lost connection has nothing to roll back)
                 run("ROLLBACK")
         raise
-    if g.pop("_open_transaction"):  # (not committed with a `last` statement)
-        run("COMMIT")
+    finally:
+        g.pop("_transaction", None)
 
 
 def release(exception: BaseException | None = None) -> None:
@@ -166,19 +201,30 @@ def _connection() -> PoolProxiedConnection:
     return current
 
 
-def _execute(sql: str, parameters: Any, fetch: bool = False, commit: bool = False) -> Sequence[Any]:
-    """Send `sql` to the driver on this request's connection; its rows if `fetch`; then
-    COMMIT if `commit`."""
+def _execute(
+    sql: str,
+    parameters: Any,
+    fetch: bool = False,
+    start: Sequence[tuple[str, Any]] = (),
+    commit: bool = False,
+) -> Sequence[Any]:
+    """Send the `start` statements, `sql`, then COMMIT if `commit`, on this request's
+    connection (in one round trip on psycopg); the rows of `sql` if `fetch`."""
     pooled = _connection()
     dialect = db.engine.dialect
     driver: Any = pooled.dbapi_connection
     cursor = driver.cursor()
     try:
-        if commit and hasattr(driver, "pipeline"):  # psycopg: both in one round trip
+        if (start or commit) and hasattr(driver, "pipeline"):  # psycopg
             with driver.pipeline():
+                for statement, values in start:
+                    driver.execute(statement, values)
                 cursor.execute(sql, parameters)
-                driver.execute("COMMIT")
+                if commit:
+                    driver.execute("COMMIT")
             return cursor.fetchall() if fetch else ()
+        for statement, values in start:
+            cursor.execute(statement, values)
         cursor.execute(sql, parameters)
         found = cursor.fetchall() if fetch else ()
         if commit:
@@ -268,8 +314,8 @@ def _install_liveness_check(engine: Engine) -> None:
 
 
 def _readable(fd: int) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+    poller = poll()
+    poller.register(fd, POLLIN | POLLERR | POLLHUP)
     return bool(poller.poll(0))
 
 

@@ -1,13 +1,13 @@
 """The floor: the benchmarked paths in raw WSGI and psycopg, no framework.
 
 The same database work as the API (a token checked by one query per request; the list's
-count and page; retrieve; a PATCH that locks its row, merges config and writes the row
-with its history entry in one statement; a create as one statement with its entry; an
-app_proxy GET that reads the application's web_url and forwards over a kept-alive
-connection), with none of the rest: no validation beyond what the paths need, no error
-shape, no log line, no metrics, no signature. Served under the same gunicorn settings,
-it says what Python can do with the same queries, so each API figure is also a share of
-it (bench/run.py).
+count and page; retrieve; a PATCH that queues for its application, locks its row, merges
+config and writes the row with its history entry in one statement; a create as one
+statement with its entry; an app_proxy GET that reads the application's web_url and
+forwards over a kept-alive connection), with none of the rest: no validation beyond what
+the paths need, no error shape, no log line, no metrics, no signature. Served under the
+same gunicorn settings, it says what Python can do with the same queries, so each API
+figure is also a share of it (bench/run.py).
 """
 
 import hashlib
@@ -114,8 +114,11 @@ def app(environ, start_response):
         return answer(start_response, "200 OK", as_json(row))
     body = json.loads(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
     with db.transaction():
+        # the API's queue for the application's writers (an advisory lock), then its row
         (config,) = db.execute(
-            "SELECT config FROM applications WHERE id = %s FOR UPDATE", (app_id,)
+            "SELECT config FROM applications WHERE id = %s"
+            " AND pg_advisory_xact_lock(1, id) IS NOT NULL FOR UPDATE",
+            (app_id,),
         ).fetchone()
         merged = merge_patch(config, body.get("config"))
         changes = [

@@ -143,12 +143,18 @@ def proxy_target(app_id: int) -> str:
     return str(web_url)
 
 
+# database.transaction's queue kind for the writers of one application (advisory lock
+# keys are the database's: this pair is the only one the service takes).
+WRITERS_OF = 1
+
+
 @contextmanager
 def _locked(app_id: int | None = None) -> Iterator[None]:
-    """A write's transaction (database.transaction); a lock waited for past the
-    timeout (PostgreSQL's lock_timeout, SQLite's busy timeout) is the caller's 503."""
+    """A write's transaction (database.transaction); the writers of one application
+    take their turns in the order they came. A lock waited for past the timeout
+    (PostgreSQL's lock_timeout, SQLite's busy timeout) is the caller's 503."""
     try:
-        with database.transaction():
+        with database.transaction(queue=None if app_id is None else (WRITERS_OF, app_id)):
             yield
     except OperationalError as error:
         if "lock" not in str(error.orig).lower():
@@ -180,10 +186,10 @@ def _write(
     app_id: int, action: str, change: Change, precondition: Precondition | None = None
 ) -> Row:
     """Apply `change` (the stored row -> the fields to set) with its history entry, in
-    one transaction that owns the row (PostgreSQL SELECT ... FOR UPDATE; SQLite's write
-    lock), so concurrent writers of one row queue in the database and each does its
-    work once; `precondition(row)` may refuse the write first (If-Match). Returns the
-    row as written."""
+    one transaction that owns the row (PostgreSQL: its writers' queue, then SELECT ...
+    FOR UPDATE; SQLite's write lock), so concurrent writers of one row take turns in
+    the database and each does its work once; `precondition(row)` may refuse the write
+    first (If-Match). Returns the row as written."""
     with _locked(app_id):
         row = database.first(LOCKED_BY_ID, {"app_id": app_id})
         if row is None:

@@ -1,7 +1,11 @@
 import threading
+import time
 
+import psycopg
 import requests
 
+from applications_api.applications.service import WRITERS_OF
+from tests.support.app import postgresql_only
 from tests.support.live_server import LiveServer
 
 WRITERS = 20
@@ -77,3 +81,65 @@ def test_a_lock_held_past_the_timeout_is_a_503_never_a_hang(make_app, database_u
             client.get(f"/api/v1/applications/{created['id']}/", headers=staff).json["name"]
             == "held"
         )
+
+
+@postgresql_only
+def test_writers_of_one_application_take_turns_in_the_order_they_came(
+    app, database_url, create, staff
+):
+    """Each writer queues for its application (an advisory lock beside the row lock):
+    under contention a late writer never overtakes earlier ones, and writers of other
+    applications do not wait."""
+    queued, other = create(name="queued")["id"], create(name="other")["id"]
+    admin = psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True)
+    holder = psycopg.connect(database_url.replace("+psycopg", ""))
+    holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", (WRITERS_OF, queued))
+
+    def waiting():
+        return admin.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s"
+            " AND NOT granted",
+            (queued,),
+        ).fetchone()[0]
+
+    def rename(name, base_url):
+        requests.patch(
+            f"{base_url}/api/v1/applications/{queued}/",
+            json={"name": name},
+            headers=staff,
+            timeout=30,
+        ).raise_for_status()
+
+    names = [f"writer {n}" for n in range(5)]
+    try:
+        with LiveServer(app) as server:
+            elsewhere = requests.patch(
+                f"{server.url}/api/v1/applications/{other}/",
+                json={"name": "not kept waiting"},
+                headers=staff,
+                timeout=30,
+            )
+            threads = []
+            for position, name in enumerate(names, start=1):
+                threads.append(threading.Thread(target=rename, args=(name, server.url)))
+                threads[-1].start()
+                deadline = time.monotonic() + 10
+                while waiting() < position and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert waiting() == position  # in line behind the holder and each other
+            holder.rollback()
+            for thread in threads:
+                thread.join()
+            history = requests.get(
+                f"{server.url}/api/v1/applications/{queued}/history/?limit=10",
+                headers=staff,
+                timeout=30,
+            ).json()
+    finally:
+        holder.close()
+        admin.close()
+    assert elsewhere.status_code == 200
+    renamed = [
+        entry["changes"][0]["new"] for entry in reversed(history) if entry["action"] != "create"
+    ]
+    assert renamed == names
