@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from flask import Flask, g
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Dialect, Engine, Executable, bindparam, event, func, select
+from sqlalchemy import Dialect, Engine, Executable, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.pool import PoolProxiedConnection
 
@@ -148,28 +148,14 @@ class _Transaction:
         self.open = True  # not yet committed (by a `last` statement)
 
 
-# Writers waiting for one key are let in one at a time, in the order they asked: a
-# PostgreSQL lock queue. (A row lock alone lets a late writer overtake earlier ones, so
-# under contention a few waited many times longer than the rest.)
-_QUEUE = select(func.pg_advisory_xact_lock(bindparam("kind"), bindparam("key")))
-
-
 @contextmanager
-def transaction(queue: tuple[int, int] | None = None) -> Iterator[None]:
+def transaction() -> Iterator[None]:
     """The statements run inside it as one short transaction on this request's
     connection, despite autocommit: BEGIN is ours, sent with the first statement.
     SQLite's takes the write lock at once (BEGIN IMMEDIATE), so concurrent writers queue
-    for the busy timeout rather than fail on an upgrade. `queue` (kind, key): on
-    PostgreSQL, transactions given the same pair run one after the other, in the order
-    they began (an advisory transaction lock, taken with the BEGIN); a wait past
-    lock_timeout is an OperationalError like a row lock's."""
-    unsent: list[tuple[str, Any]] = [("BEGIN", ())]
-    if is_sqlite(db.engine):
-        unsent = [("BEGIN IMMEDIATE", ())]
-    elif queue is not None:
-        compiled, values = _prepared(_QUEUE, {"kind": queue[0], "key": queue[1]})
-        unsent.append((compiled.sql, values))
-    current = g._transaction = _Transaction(unsent)
+    for the busy timeout rather than fail on an upgrade."""
+    begin = "BEGIN IMMEDIATE" if is_sqlite(db.engine) else "BEGIN"
+    current = g._transaction = _Transaction([(begin, ())])
     try:
         yield
         if current.open and not current.unsent:  # (not committed with a `last` statement)

@@ -100,6 +100,9 @@ def parse_args():
     parser.add_argument("--database", default="applications_bench")
     parser.add_argument("--large", type=int, default=100_000, help="rows for the scaling run")
     parser.add_argument("--only", choices=["api", "proxy"], help="run one group of scenarios")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="API and floor runs, in turn, per API scenario"
+    )
     return parser.parse_args()
 
 
@@ -274,8 +277,9 @@ class Report:
         self.lines.append(line)
         print(f"  {line}", flush=True)
 
-    def floor(self, name, result):
-        self.floors[name] = result
+    def floor(self, name, result, ratios=None):
+        """`ratios`: API/floor of each round, when they ran in turn (paired())."""
+        self.floors[name] = (result, ratios)
         print(f"  {name}, floor: {result['rps']:.0f} req/s", flush=True)
 
     def ceiling(self, result):
@@ -296,12 +300,17 @@ class Report:
                 f"{result['p99']:>9.2f} {result['errors']:>7}  {split}"
             )
         if self.floors:
-            print(f"\n{'scenario':<30} {'floor req/s':>11} {'floor p99':>9} {'API/floor':>9}")
+            print(
+                f"\n{'scenario':<30} {'floor req/s':>11} {'floor p99':>9} {'API/floor':>9}"
+                "  each round"
+            )
             api = dict(self.rows)
-            for name, floor in self.floors.items():
+            for name, (floor, ratios) in self.floors.items():
+                ratios = ratios or [api[name]["rps"] / floor["rps"]]
+                rounds = ", ".join(f"{100 * ratio:.0f}%" for ratio in ratios)
                 print(
                     f"{name:<30} {floor['rps']:>11.0f} {floor['p99']:>9.2f} "
-                    f"{100 * api[name]['rps'] / floor['rps']:>8.0f}%"
+                    f"{100 * median(ratios):>8.0f}%  {rounds}"
                 )
         print(f"(ceiling baseline: {baseline:.0f} req/s, the higher of {len(self.ceilings)} runs)")
         for line in self.lines:
@@ -417,6 +426,29 @@ def proxy_scenarios(args, env, api, floor, report):
         static.stop()
 
 
+def paired(report, name, api, floor, path, args, env, script):
+    """The API and the floor (the same database work, bench/floor.py) in turn, --rounds
+    times, so that each pair shares the machine's noise of the moment: reports each
+    one's median run, and the median of the rounds' API/floor ratios."""
+    rounds = [
+        (wrk(api, path, args, env, script), wrk(floor, path, args, env, script))
+        for _ in range(args.rounds)
+    ]
+    report.add(name, median([api_run for api_run, _ in rounds], key=lambda run: run["rps"]))
+    report.floor(
+        name,
+        median([floor_run for _, floor_run in rounds], key=lambda run: run["rps"]),
+        [api_run["rps"] / floor_run["rps"] for api_run, floor_run in rounds],
+    )
+
+
+def median(values, key=None):
+    """The middle value (the lower middle of an even count), whole: a run keeps its
+    p50, p99 and split together."""
+    ordered = sorted(values, key=key)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def api_scenarios(args, env, api, floor, database_url, report):
     seed(database_url, 1000)
     small = wrk(api, FILTERED, args, env)
@@ -432,9 +464,7 @@ def api_scenarios(args, env, api, floor, database_url, report):
         ("patch, one hot row", "", "patch_hot.lua"),
         ("create", "", "create.lua"),
     ]:
-        # the API, then the floor doing the same database work (bench/floor.py)
-        report.add(name, wrk(api, path, args, env, script))
-        report.floor(name, wrk(floor, path, args, env, script))
+        paired(report, name, api, floor, path, args, env, script)
     seed(database_url, args.large)
     large = wrk(api, FILTERED, args, env)
     report.add(f"filtered list, {args.large:,} rows", large)

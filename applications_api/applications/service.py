@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select, true
 from sqlalchemy.exc import OperationalError
 from webargs.flaskparser import abort
 
@@ -47,7 +47,13 @@ def with_defaults(config: Mapping[str, Any] | None) -> dict[str, Any]:
 # build, and a reused compiled form.
 TABLE = Application.__table__
 APPLICATION_BY_ID = select(TABLE).where(TABLE.c.id == bindparam("app_id"))
-LOCKED_BY_ID = APPLICATION_BY_ID.with_for_update()  # (SQLite: its BEGIN IMMEDIATE locks)
+# A writer's read of the row it changes. On PostgreSQL it first queues for the
+# application (an advisory lock, granted in the order asked: with the row lock alone,
+# late writers overtook earlier ones and some waited many times longer than the rest),
+# then locks the row. (On SQLite, BEGIN IMMEDIATE has taken the write lock.)
+WRITERS_OF = 1  # the queue's kind (advisory lock keys are the database's: the only one used)
+_QUEUE = select(func.pg_advisory_xact_lock(WRITERS_OF, bindparam("app_id"))).cte("queue")
+QUEUED_BY_ID = APPLICATION_BY_ID.join(_QUEUE, true()).with_for_update(of=TABLE)
 # What a create leaves out and the column supplies (a history entry lists them too).
 COLUMN_DEFAULTS = {
     column.name: column.default.arg
@@ -143,18 +149,12 @@ def proxy_target(app_id: int) -> str:
     return str(web_url)
 
 
-# database.transaction's queue kind for the writers of one application (advisory lock
-# keys are the database's: this pair is the only one the service takes).
-WRITERS_OF = 1
-
-
 @contextmanager
 def _locked(app_id: int | None = None) -> Iterator[None]:
-    """A write's transaction (database.transaction); the writers of one application
-    take their turns in the order they came. A lock waited for past the timeout
-    (PostgreSQL's lock_timeout, SQLite's busy timeout) is the caller's 503."""
+    """A write's transaction (database.transaction); a lock waited for past the
+    timeout (PostgreSQL's lock_timeout, SQLite's busy timeout) is the caller's 503."""
     try:
-        with database.transaction(queue=None if app_id is None else (WRITERS_OF, app_id)):
+        with database.transaction():
             yield
     except OperationalError as error:
         if "lock" not in str(error.orig).lower():
@@ -191,7 +191,8 @@ def _write(
     the database and each does its work once; `precondition(row)` may refuse the write
     first (If-Match). Returns the row as written."""
     with _locked(app_id):
-        row = database.first(LOCKED_BY_ID, {"app_id": app_id})
+        locked = APPLICATION_BY_ID if database.is_sqlite(database.db.engine) else QUEUED_BY_ID
+        row = database.first(locked, {"app_id": app_id})
         if row is None:
             _not_found(app_id)
         if precondition is not None:
