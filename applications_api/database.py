@@ -56,7 +56,9 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     No pre-ping (a round trip per request, a fifth of a retrieve): a pooled connection
     is checked without one (_install_liveness_check).
     """
-    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
+    # A connection kept for each thread serving requests: with fewer (SQLAlchemy's
+    # default is 5), a worker under load opened and closed a connection every second.
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "pool_size": settings.threads}
     if settings.database_url.startswith("sqlite"):
         options["connect_args"] = {"timeout": settings.database_connect_timeout}
     else:

@@ -34,6 +34,7 @@ class Settings:
     database_url: str
     database_connect_timeout: float
     database_statement_timeout: float
+    threads: int  # GUNICORN_THREADS: requests a process serves at once (gunicorn.conf.py)
     max_body_bytes: int
     auth_cache_seconds: float
     proxy_connect_timeout: float
@@ -173,6 +174,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_url=_database_url(env),
         database_connect_timeout=_number(env, "DATABASE_CONNECT_TIMEOUT", 3.0),
         database_statement_timeout=_number(env, "DATABASE_STATEMENT_TIMEOUT", 5.0),
+        threads=threads,
         max_body_bytes=_number(env, "MAX_BODY_BYTES", 1024 * 1024, cast=int),
         auth_cache_seconds=_number(env, "AUTH_CACHE_SECONDS", 10.0, allow_zero=True),
         proxy_connect_timeout=_number(env, "APP_PROXY_CONNECT_TIMEOUT", 5.0),

@@ -1,10 +1,12 @@
 """database.py's door: statements sent to the driver keep SQLAlchemy's types and errors."""
 
+import threading
 from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from sqlalchemy import insert, or_, select
+import requests
+from sqlalchemy import event, insert, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -12,6 +14,7 @@ from applications_api import database
 from applications_api.applications.service import APPLICATION_BY_ID
 from applications_api.auth.models import User
 from tests.support.app import postgresql_only
+from tests.support.live_server import LiveServer
 
 
 def test_rows_come_back_with_the_columns_types(app, create):
@@ -81,3 +84,34 @@ def test_a_write_whose_last_statement_fails_leaves_nothing_written(app):
             database.rows(insert(User).values(username="second", **user), last=True)
         assert len(database.rows(named)) == 1
         database.release()
+
+
+def test_each_thread_serving_requests_keeps_a_connection(make_app, database_url, create, staff):
+    """The pool keeps GUNICORN_THREADS connections: waves of that many requests at once
+    reuse them, where a smaller pool opened (and closed) new ones at every wave."""
+    threads = 8
+    for n in range(100):  # (a page of 100 to answer: each request holds its connection)
+        create(name=f"app {n}")
+    app = make_app(database_url, GUNICORN_THREADS=str(threads))
+    with app.app_context():
+        engine = database.db.engine
+    opened = []
+    event.listen(engine, "connect", lambda *_: opened.append(1))
+
+    def wave(url):
+        barrier = threading.Barrier(threads)
+
+        def get():
+            barrier.wait()
+            requests.get(f"{url}/api/v1/applications/?limit=100", headers=staff, timeout=30)
+
+        started = [threading.Thread(target=get) for _ in range(threads)]
+        for thread in started:
+            thread.start()
+        for thread in started:
+            thread.join()
+
+    with LiveServer(app) as server:
+        for _ in range(10):
+            wave(server.url)
+    assert 0 < len(opened) <= threads
