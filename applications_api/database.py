@@ -15,10 +15,10 @@ errors become SQLAlchemy's exceptions (api.py maps them to 4xx/503), and a conne
 the driver reports lost is invalidated, so the pool never hands it out again.
 """
 
+import select
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from functools import lru_cache
-from select import POLLERR, POLLHUP, POLLIN, poll
 from typing import Any, NamedTuple
 
 from flask import Flask, g
@@ -98,14 +98,23 @@ def rows(
     statement) the COMMIT, in the same round trip on PostgreSQL (psycopg's pipeline): a
     write's transaction costs its statements' round trips alone, and a locked row is let
     go as soon as its last statement is done."""
-    compiled, sent = _prepared(statement, parameters)
+    compiled = _compile(statement, db.engine.dialect)
+    given = parameters or {}
+    values: list[Any] = []
+    for _name, key, own, process in compiled.binds:
+        value = given[key] if own is _REQUIRED else given.get(key, own)
+        values.append(value if process is None else process(value))
+    sent = (
+        values
+        if compiled.positional
+        else {bind[0]: value for bind, value in zip(compiled.binds, values, strict=True)}
+    )
     current: _Transaction | None = g.get("_transaction")
-    start: Sequence[tuple[str, Any]] = ()
-    commit = False
+    begin, commit = None, False
     if current is not None:
-        start, current.unsent = current.unsent, ()
+        begin, current.begin = current.begin, None
         commit = last and current.open
-    driver_rows = _execute(compiled.sql, sent, bool(compiled.keys), start, commit)
+    driver_rows = _execute(compiled.sql, sent, bool(compiled.keys), begin, commit)
     if current is not None and commit:
         current.open = False  # (a failed statement leaves it open: rolled back)
     found = []
@@ -115,21 +124,6 @@ def rows(
             row[index] = load(row[index])
         found.append(dict(zip(compiled.keys, row, strict=True)))
     return found
-
-
-def _prepared(
-    statement: Executable, parameters: Mapping[str, Any] | None
-) -> tuple["_Compiled", Any]:
-    """`statement` compiled, and `parameters` as its driver takes them."""
-    compiled = _compile(statement, db.engine.dialect)
-    given = parameters or {}
-    values: list[Any] = []
-    for _name, key, own, process in compiled.binds:
-        value = given[key] if own is _REQUIRED else given.get(key, own)
-        values.append(value if process is None else process(value))
-    if compiled.positional:
-        return compiled, values
-    return compiled, {bind[0]: value for bind, value in zip(compiled.binds, values, strict=True)}
 
 
 def first(statement: Executable, parameters: Mapping[str, Any] | None = None) -> Row | None:
@@ -145,8 +139,8 @@ def run(sql: str) -> None:
 class _Transaction:
     """transaction()'s state on this request's connection."""
 
-    def __init__(self, unsent: Sequence[tuple[str, Any]]) -> None:
-        self.unsent = unsent  # BEGIN and what goes with it, sent with the first statement
+    def __init__(self, begin: str) -> None:
+        self.begin: str | None = begin  # sent with the first statement
         self.open = True  # not yet committed (by a `last` statement)
 
 
@@ -157,13 +151,13 @@ def transaction() -> Iterator[None]:
     SQLite's takes the write lock at once (BEGIN IMMEDIATE), so concurrent writers queue
     for the busy timeout rather than fail on an upgrade."""
     begin = "BEGIN IMMEDIATE" if is_sqlite(db.engine) else "BEGIN"
-    current = g._transaction = _Transaction([(begin, ())])
+    current = g._transaction = _Transaction(begin)
     try:
         yield
-        if current.open and not current.unsent:  # (not committed with a `last` statement)
+        if current.open and current.begin is None:  # (not committed by a `last` statement)
             run("COMMIT")
     except BaseException:
-        if current.open and not current.unsent:
+        if current.open and current.begin is None:
             with suppress(SQLAlchemyError):  # (a lost connection has nothing to roll back)
                 run("ROLLBACK")
         raise
@@ -193,26 +187,26 @@ def _execute(
     sql: str,
     parameters: Any,
     fetch: bool = False,
-    start: Sequence[tuple[str, Any]] = (),
+    begin: str | None = None,
     commit: bool = False,
 ) -> Sequence[Any]:
-    """Send the `start` statements, `sql`, then COMMIT if `commit`, on this request's
+    """Send `begin` if given, `sql`, then COMMIT if `commit`, on this request's
     connection (in one round trip on psycopg); the rows of `sql` if `fetch`."""
     pooled = _connection()
     dialect = db.engine.dialect
     driver: Any = pooled.dbapi_connection
     cursor = driver.cursor()
     try:
-        if (start or commit) and hasattr(driver, "pipeline"):  # psycopg
+        if (begin or commit) and hasattr(driver, "pipeline"):  # psycopg
             with driver.pipeline():
-                for statement, values in start:
-                    driver.execute(statement, values)
+                if begin:
+                    driver.execute(begin)
                 cursor.execute(sql, parameters)
                 if commit:
                     driver.execute("COMMIT")
             return cursor.fetchall() if fetch else ()
-        for statement, values in start:
-            cursor.execute(statement, values)
+        if begin:
+            cursor.execute(begin)
         cursor.execute(sql, parameters)
         found = cursor.fetchall() if fetch else ()
         if commit:
@@ -302,8 +296,8 @@ def _install_liveness_check(engine: Engine) -> None:
 
 
 def _readable(fd: int) -> bool:
-    poller = poll()
-    poller.register(fd, POLLIN | POLLERR | POLLHUP)
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
     return bool(poller.poll(0))
 
 
