@@ -97,9 +97,9 @@ def test_writers_of_one_application_take_turns_in_the_order_they_came(
 
     def waiting():
         return admin.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s"
-            " AND NOT granted",
-            (queued,),
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s"
+            " AND objid = %s AND NOT granted",
+            (WRITERS_OF, queued),
         ).fetchone()[0]
 
     def rename(name, base_url):
