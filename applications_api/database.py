@@ -62,10 +62,14 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     if settings.database_url.startswith("sqlite"):
         options["connect_args"] = {"timeout": settings.database_connect_timeout}
     else:
-        statement_ms = int(settings.database_statement_timeout * 1000)
+        lock_ms = int(settings.database_statement_timeout * 1000)
+        # A statement gets a tenth longer than a lock wait, so that one waiting for a
+        # lock all that time is told a lock timeout (a 503 saying others are writing),
+        # whichever of the two timers PostgreSQL would have fired first.
+        statement_ms = lock_ms + max(1, lock_ms // 10)
         options["connect_args"] = {
             "connect_timeout": max(1, round(settings.database_connect_timeout)),
-            "options": f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}",
+            "options": f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms}",
             # Notice a peer that vanished without closing the connection.
             "keepalives": 1,
             "keepalives_idle": 5,

@@ -2,6 +2,7 @@ import threading
 import time
 
 import psycopg
+import pytest
 import requests
 
 from applications_api.applications.service import WRITERS_OF
@@ -45,21 +46,26 @@ def test_concurrent_patches_adding_config_keys_all_survive(app, create, staff):
     }
 
 
-def test_a_lock_held_past_the_timeout_is_a_503_never_a_hang(make_app, database_url, create, staff):
+@pytest.mark.parametrize("held", ["row", "queue"])
+def test_a_lock_held_past_the_timeout_is_a_503_never_a_hang(
+    held, make_app, database_url, create, staff
+):
     import sqlite3
-    import time
-
-    import psycopg
 
     from tests.support.app import ON_POSTGRESQL
 
+    if held == "queue" and not ON_POSTGRESQL:
+        pytest.skip("SQLite's writers wait for its write lock (the row case), not a queue")
     created = create(name="held")
     impatient = make_app(
         database_url, DATABASE_STATEMENT_TIMEOUT="0.5", DATABASE_CONNECT_TIMEOUT="0.5"
     )
     if ON_POSTGRESQL:
         holder = psycopg.connect(database_url.replace("+psycopg", ""))
-        holder.execute("SELECT 1 FROM applications WHERE id = %s FOR UPDATE", (created["id"],))
+        if held == "row":
+            holder.execute("SELECT 1 FROM applications WHERE id = %s FOR UPDATE", (created["id"],))
+        else:
+            holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", (WRITERS_OF, created["id"]))
     else:
         holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
