@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from inspect import iscoroutinefunction
 from pathlib import Path
 from typing import Any
@@ -73,14 +74,15 @@ class _Flask(Flask):
     """Flask asks whether each hook and each of flask-smorest's wrappers of a view is a
     coroutine, about sixteen inspections a request; the answer for a function is kept."""
 
-    _sync: dict[Any, bool] = {}
-
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        key = getattr(func, "__func__", func)  # (a bound method is new on every request)
-        sync = self._sync.get(key)
-        if sync is None:
-            sync = self._sync[key] = not iscoroutinefunction(func)
-        return func if sync else self.async_to_sync(func)
+        # (a bound method is new on every request; its function is not)
+        if _is_coroutine(getattr(func, "__func__", func)):
+            return self.async_to_sync(func)
+        return func
+
+
+# Bounded: a function made per request (after_this_request) must not pile up here.
+_is_coroutine = lru_cache(maxsize=1024)(iscoroutinefunction)
 
 
 def _flask_config() -> dict[str, Any]:
