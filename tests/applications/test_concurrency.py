@@ -1,3 +1,4 @@
+import sqlite3
 import threading
 import time
 
@@ -6,7 +7,7 @@ import pytest
 import requests
 
 from applications_api.applications.service import WRITERS_OF
-from tests.support.app import postgresql_only
+from tests.support.app import ON_POSTGRESQL, postgresql_only
 from tests.support.live_server import LiveServer
 
 WRITERS = 20
@@ -50,10 +51,6 @@ def test_concurrent_patches_adding_config_keys_all_survive(app, create, staff):
 def test_a_lock_held_past_the_timeout_is_a_503_never_a_hang(
     held, make_app, database_url, create, staff
 ):
-    import sqlite3
-
-    from tests.support.app import ON_POSTGRESQL
-
     if held == "queue" and not ON_POSTGRESQL:
         pytest.skip("SQLite's writers wait for its write lock (the row case), not a queue")
     created = create(name="held")
