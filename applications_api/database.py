@@ -21,6 +21,7 @@ from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+import psycopg
 from flask import Flask, g
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -98,10 +99,9 @@ def rows(
     statement: Executable, parameters: Mapping[str, Any] | None = None, *, last: bool = False
 ) -> list[Row]:
     """Run `statement` on this request's connection; its result rows as dicts. Inside
-    transaction(), the first statement carries the BEGIN and `last` (the write's last
-    statement) the COMMIT, in the same round trip on PostgreSQL (psycopg's pipeline): a
-    write's transaction costs its statements' round trips alone, and a locked row is let
-    go as soon as its last statement is done."""
+    transaction(), the first statement is preceded by the BEGIN, and `last` (the write's
+    last statement) carries the COMMIT in its round trip on PostgreSQL (psycopg's
+    pipeline), so a locked row is let go as soon as its last statement is done."""
     compiled = _compile(statement, db.engine.dialect)
     given = parameters or {}
     values: list[Any] = []
@@ -144,14 +144,14 @@ class _Transaction:
     """transaction()'s state on this request's connection."""
 
     def __init__(self, begin: str) -> None:
-        self.begin: str | None = begin  # sent with the first statement
+        self.begin: str | None = begin  # sent just before the first statement
         self.open = True  # not yet committed (by a `last` statement)
 
 
 @contextmanager
 def transaction() -> Iterator[None]:
     """The statements run inside it as one short transaction on this request's
-    connection, despite autocommit: BEGIN is ours, sent with the first statement.
+    connection, despite autocommit: BEGIN is ours, sent before the first statement.
     SQLite's takes the write lock at once (BEGIN IMMEDIATE), so concurrent writers queue
     for the busy timeout rather than fail on an upgrade."""
     begin = "BEGIN IMMEDIATE" if is_sqlite(db.engine) else "BEGIN"
@@ -195,22 +195,24 @@ def _execute(
     commit: bool = False,
 ) -> Sequence[Any]:
     """Send `begin` if given, `sql`, then COMMIT if `commit`, on this request's
-    connection (in one round trip on psycopg); the rows of `sql` if `fetch`."""
+    connection (`sql` and COMMIT in one round trip on psycopg); the rows of `sql` if
+    `fetch`."""
     pooled = _connection()
     dialect = db.engine.dialect
     driver: Any = pooled.dbapi_connection
-    cursor = driver.cursor()
+    # One cursor for the connection's life (the pool forgets it with the connection):
+    # a new one per statement set up its type adapters again each time.
+    cursor = pooled.info.get("cursor")
+    if cursor is None:
+        cursor = pooled.info["cursor"] = driver.cursor()
     try:
-        if (begin or commit) and hasattr(driver, "pipeline"):  # psycopg
-            with driver.pipeline():
-                if begin:
-                    driver.execute(begin)
-                cursor.execute(sql, parameters)
-                if commit:
-                    driver.execute("COMMIT")
-            return cursor.fetchall() if fetch else ()
         if begin:
-            cursor.execute(begin)
+            _begin(driver, cursor, begin)
+        if commit and hasattr(driver, "pipeline"):  # psycopg
+            with driver.pipeline():
+                cursor.execute(sql, parameters)
+                driver.execute("COMMIT")
+            return cursor.fetchall() if fetch else ()
         cursor.execute(sql, parameters)
         found = cursor.fetchall() if fetch else ()
         if commit:
@@ -218,8 +220,20 @@ def _execute(
         return found
     except dialect.loaded_dbapi.Error as error:
         raise _translated(error, sql, parameters, pooled, cursor, dialect) from error
-    finally:
-        cursor.close()
+
+
+def _begin(driver: Any, cursor: Any, begin: str) -> None:
+    """`begin` in a round trip of its own, taken before any lock is asked for. On
+    psycopg straight through libpq: carried in a pipeline with the first statement, or
+    sent as a statement, it cost the client more CPU than the round trip saves
+    (bench/README.md)."""
+    pgconn = getattr(driver, "pgconn", None)
+    if pgconn is None:  # sqlite3
+        cursor.execute(begin)
+        return
+    result = pgconn.exec_(begin.encode())
+    if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+        raise psycopg.OperationalError(result.get_error_message())
 
 
 def _translated(
