@@ -51,8 +51,9 @@ def test_statements_it_cannot_send_as_compiled_are_refused(app):
 
 
 @postgresql_only
+@pytest.mark.parametrize("in_a_write", [False, True], ids=["read", "write's BEGIN"])
 def test_a_connection_lost_mid_request_is_a_503_error_and_the_next_statement_reconnects(
-    app, database_url
+    app, database_url, in_a_write
 ):
     pid = select(database.db.func.pg_backend_pid().label("pid"))
     admin_url = make_url(database_url).set(drivername="postgresql")
@@ -63,7 +64,11 @@ def test_a_connection_lost_mid_request_is_a_503_error_and_the_next_statement_rec
         ) as admin:
             admin.execute("SELECT pg_terminate_backend(%s, 5000)", (first_pid,))
         with pytest.raises(OperationalError) as lost:
-            database.first(pid)
+            if in_a_write:  # (the BEGIN, sent on its own, is what finds it lost)
+                with database.transaction():
+                    database.first(pid)
+            else:
+                database.first(pid)
         assert lost.value.connection_invalidated
         assert database.first(pid)["pid"] != first_pid
         database.release()
