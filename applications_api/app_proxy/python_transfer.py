@@ -17,9 +17,9 @@ itself:
 Connections to backends come from one pooled requests HTTPAdapter per process, used
 without a Session: no cookies kept between callers, nothing taken from the environment,
 no default headers, no redirects followed, and none of a Session's per-call merging
-(about a third of a 1 KiB transfer's CPU). A request
-without a body that fails on a connection the backend dropped is sent once more on a
-new one (RFC 9112 §9.3.1); one with a body is never replayed.
+(an eighth of a 1 KiB transfer's CPU). A request without a body that fails on a
+connection the backend dropped is sent once more on a new one (RFC 9112 §9.3.1); one
+with a body is never replayed.
 
 It is the longest module (about 450 lines) because a transfer's admission, watchdog,
 body handling and upstream pool share one Transfer's state and one failure vocabulary;
