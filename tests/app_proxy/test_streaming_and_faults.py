@@ -207,6 +207,19 @@ def test_connections_to_the_upstream_are_pooled_and_reused(proxy, reader, proxie
     assert upstream.connections == (1 if proxy.via == "python" else 10)
 
 
+def test_proxy_settings_in_the_environment_divert_nothing(
+    proxy, reader, proxied, upstream, monkeypatch
+):
+    """The backend is called directly, whatever HTTP_PROXY and friends say."""
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # (nothing listens there)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    response = proxy.client.get(f"/api/v1/app_proxy/{proxied['id']}/x", headers=reader)
+    assert response.status_code == 200
+    assert upstream.last.path == "/base/x"
+
+
 def test_upstream_cookies_are_not_kept_between_callers(proxy, reader, staff, proxied, upstream):
     upstream.answer = lambda handler, record: send(handler, 200, b"", {"Set-Cookie": "sid=1"})
     proxy.client.get(f"/api/v1/app_proxy/{proxied['id']}/login", headers=reader)
