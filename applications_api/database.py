@@ -208,7 +208,7 @@ def _execute(
     try:
         if begin:
             _begin(driver, cursor, begin)
-        if commit and hasattr(driver, "pipeline"):  # psycopg
+        if commit and isinstance(driver, psycopg.Connection):
             with driver.pipeline():
                 cursor.execute(sql, parameters)
                 driver.execute("COMMIT")
@@ -226,11 +226,10 @@ def _begin(driver: Any, cursor: Any, begin: str) -> None:
     """`begin` in a round trip of its own, before the first statement asks for a lock.
     On psycopg straight through libpq: carried in psycopg's pipeline with the first
     statement it cost a PATCH 127k instructions more, sent as a statement 73k more."""
-    pgconn = getattr(driver, "pgconn", None)
-    if pgconn is None:  # sqlite3
+    if not isinstance(driver, psycopg.Connection):  # sqlite3
         cursor.execute(begin)
         return
-    result = pgconn.exec_(begin.encode())
+    result = driver.pgconn.exec_(begin.encode())
     if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
         raise psycopg.OperationalError(result.get_error_message())
 
