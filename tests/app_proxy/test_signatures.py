@@ -1,5 +1,5 @@
 """The identity signature (RFC 9421), checked the way an extension author checks it: by
-the README's snippet, which verifies with the http-message-signatures library, at a real
+the extension authors' snippet (docs/app-proxy.md), which verifies with the http-message-signatures library, at a real
 backend, for requests sent byte for byte to the proxy on both transfers."""
 
 import base64
@@ -12,7 +12,7 @@ import pytest
 
 from applications_api.app_proxy import signing
 from tests.support.app import SIGNING_KEY
-from tests.support.backend_verifier import README, send_raw, user_at, verified_user
+from tests.support.backend_verifier import GUIDE, send_raw, user_at, verified_user
 from tests.support.upstream import Received, Upstream
 
 
@@ -196,7 +196,7 @@ def test_a_route_not_written_plainly_is_404_and_never_forwarded(
 def test_the_readme_example_is_what_the_service_signs():
     """The worked example, checked with nothing but HMAC: what a JS or Go author does."""
     key = signing.application_key("example-deployment-secret", 42)
-    assert key.hex() in README
+    assert key.hex() in GUIDE
     headers = signing.identity_headers(
         "example-deployment-secret",
         42,
@@ -207,8 +207,8 @@ def test_the_readme_example_is_what_the_service_signs():
         now=1764158400,
     )
     for name, value in headers.items():
-        assert f"\n{name}: {value}\n" in README
-    base = re.search(r"The signature base.*?```\n(.*?)\n```", README, re.S).group(1)
+        assert f"\n{name}: {value}\n" in GUIDE
+    base = re.search(r"The signature base.*?```\n(.*?)\n```", GUIDE, re.S).group(1)
     assert f'"@signature-params": {headers["Signature-Input"].removeprefix("app_proxy=")}' in base
     expected = base64.b64encode(hmac.digest(key, base.encode(), "sha256")).decode()
     assert headers["Signature"] == f"app_proxy=:{expected}:"

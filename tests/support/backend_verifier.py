@@ -1,4 +1,4 @@
-"""What an application's backend does with a proxied request: the README's verification
+"""What an application's backend does with a proxied request: docs/app-proxy.md's verification
 snippet, run as extension authors copy it (it verifies with http-message-signatures);
 and a client that sends request targets byte for byte."""
 
@@ -9,12 +9,12 @@ from pathlib import Path
 from applications_api.app_proxy import signing
 from tests.support.app import SIGNING_KEY
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+GUIDE = (Path(__file__).resolve().parents[2] / "docs" / "app-proxy.md").read_text()
 
 
 def readme_snippet():
-    """The README's verification snippet, run as extension authors would copy it."""
-    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    """docs/app-proxy.md's verification snippet, run as extension authors would copy it."""
+    blocks = re.findall(r"```python\n(.*?)```", GUIDE, re.S)
     namespace = {}
     exec(next(block for block in blocks if "def verified_user(" in block), namespace)
     return namespace["verified_user"]
