@@ -20,10 +20,13 @@ unless asked for.
 |                           |                 | dir of its own is removed on exit)         |
 """
 
+import json
 import os
 import shutil
 import sys
 import tempfile
+
+from gunicorn import util
 
 
 def _positive_int(name, default):
@@ -48,11 +51,12 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 # No management socket under $HOME (read-only under the systemd unit); signals suffice.
 control_socket_disable = True
-# Above nginx's limits (deploy/nginx.conf: 7 KiB lines): what nginx passes on, gunicorn
-# takes, so a request too large is refused by nginx, in JSON, never here in HTML.
+# A request line and each header line above nginx's 7 KiB (deploy/nginx.conf), so what
+# nginx passes on gunicorn takes. The number of headers bounds what a head may cost
+# gunicorn alone (fields × field size: about 1 MiB), far above what any client sends.
 limit_request_line = 8190
 limit_request_field_size = 8190
-limit_request_fields = 32768
+limit_request_fields = 128
 
 # gunicorn believes no forwarded header of anyone's: the app alone decides how far to
 # trust X-Forwarded-* (TRUSTED_PROXIES), so gunicorn neither takes the scheme from a
@@ -68,6 +72,20 @@ _metrics_dir = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _metrics_dir = tempfile.mkdtemp(prefix="applications-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def _json_error(sock, status_int, reason, mesg):
+    """gunicorn's own refusals (a malformed request, a head too large, an answer it cannot
+    send) in the service's JSON error shape, where gunicorn writes an HTML page."""
+    body = json.dumps({"code": status_int, "status": reason, "message": mesg or reason}) + "\n"
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, (head + body).encode("latin-1"))
+
+
+util.write_error = _json_error
 
 
 def on_starting(server):

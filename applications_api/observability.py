@@ -58,7 +58,8 @@ PROXY_UPSTREAM_ERRORS = Counter(
 metrics = Blueprint("metrics", __name__)
 
 
-@metrics.route("/metrics")
+# One spelling only (strict_slashes: /metrics/ is a 404), the one the nginx site guards.
+@metrics.route("/metrics", strict_slashes=True)
 def prometheus_metrics() -> Response:
     """Prometheus text format. Keep it off the public site (see deploy/nginx.conf)."""
     registry = REGISTRY

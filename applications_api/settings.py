@@ -16,7 +16,9 @@ from sqlalchemy.exc import ArgumentError
 
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 DEFAULT_DATABASE_URL = f"sqlite:///{INSTANCE_DIR / 'applications.db'}"
-DEFAULT_DENIED_NETWORKS = "169.254.0.0/16,fe80::/10"
+# Link-local (where cloud metadata services live) and the unspecified addresses, which
+# Linux routes to this host's own listeners (0.0.0.0, written "0" or "0x0" too, and ::).
+DEFAULT_DENIED_NETWORKS = "169.254.0.0/16,fe80::/10,0.0.0.0/8,::/128"
 # In production loopback is denied too: a web_url there reaches this host's own services
 # (gunicorn's /metrics past nginx's allow-list). Development keeps it open for local work.
 PRODUCTION_DENIED_NETWORKS = "127.0.0.0/8,::1/128," + DEFAULT_DENIED_NETWORKS

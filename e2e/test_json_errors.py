@@ -80,18 +80,25 @@ def test_a_body_over_the_api_limit_is_a_json_413(stack, staff):
 
 
 def test_what_nginx_passes_on_gunicorn_takes(stack, staff):
-    """Request lines and headers nginx accepts reach the app, never gunicorn's HTML."""
+    """Request lines and headers nginx accepts reach the app; more headers than any
+    client sends are gunicorn's JSON 431, never its HTML."""
     long_query = requests.get(
         f"{stack.url}/api/v1/applications/", params={"name": "x" * 6000}, headers=staff, timeout=10
     )
     assert long_query.status_code == 200
-    many = {f"X-Many-{i}": "v" for i in range(150)}
+    many = {f"X-Many-{i}": "v" for i in range(100)}
     assert (
         requests.get(
             f"{stack.url}/api/v1/applications/", headers={**staff, **many}, timeout=10
         ).status_code
         == 200
     )
+    too_many = {f"X-Many-{i}": "v" for i in range(200)}
+    refused = requests.get(
+        f"{stack.url}/api/v1/applications/", headers={**staff, **too_many}, timeout=10
+    )
+    assert refused.status_code == 431
+    assert refused.json()["code"] == 431
 
 
 @pytest.mark.parametrize("path", ["/api/v1/applications/", "/api/v1/app_proxy/1/x"])
@@ -111,3 +118,56 @@ def test_gunicorn_too_slow_is_a_json_504(nginx_before, staff):
         hole.close()
     assert response.status_code == 504
     assert response.json()["code"] == 504
+
+
+@pytest.mark.parametrize(
+    "request_bytes, expected",
+    [
+        (b"GET /_app_proxy_decision HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 404),
+        (b"GET /_error/400 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 404),
+        (b"TRACE / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 405),
+        (b"GET / HTTP/2.0\r\nHost: t\r\nConnection: close\r\n\r\n", 505),
+        (
+            b"POST /api/v1/applications/ HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n"
+            b"Connection: close\r\n\r\n",
+            501,
+        ),
+    ],
+    ids=["internal location", "error page", "TRACE", "HTTP/2.0 line", "unknown coding"],
+)
+def test_nginx_refuses_in_json_without_its_version(stack, request_bytes, expected):
+    status, headers, body = raw(stack.url, request_bytes)
+    assert_json_error(status, headers, body, expected)
+    assert headers.get("Server") == "nginx"
+
+
+METRICS_SPELLINGS = [
+    "/metrics",
+    "/metrics/",
+    "/metrics%2f",
+    "/metrics%2F",
+    "//metrics",
+    "/x/../metrics",
+    "/api/v1/%2e%2e/%2e%2e/metrics",
+    "/metrics?format=text",
+    "/metrics;x",
+]
+
+
+@pytest.mark.parametrize("path", METRICS_SPELLINGS)
+def test_metrics_stay_off_the_public_site_however_spelled(stack, nginx_before, path):
+    """The site allows its scraper's address alone (here 192.0.2.1, so these callers on
+    127.0.0.1 are the public)."""
+    public = nginx_before(stack.gunicorn.port, allow="192.0.2.1")
+    line = f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode()
+    status, headers, body = raw(public, line)
+    assert status in (403, 404), (status, body[:200])
+    assert headers["Content-Type"].startswith("application/json")
+    assert b"applications_http_requests_total" not in body
+
+
+@pytest.mark.parametrize("path", METRICS_SPELLINGS[1:4])
+def test_the_app_answers_metrics_under_one_spelling(stack, path):
+    line = f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode()
+    status, headers, body = raw(stack.gunicorn_url, line)
+    assert_json_error(status, headers, body, 404)

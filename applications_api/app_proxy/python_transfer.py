@@ -27,7 +27,9 @@ nginx_transfer.py is the short alternative that hands all of it to nginx.
 """
 
 import contextvars
+import http.client
 import logging
+import re
 import socket
 import threading
 import time
@@ -39,6 +41,7 @@ from urllib.parse import urljoin
 import requests
 from flask import Flask, Response, request
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
@@ -62,6 +65,7 @@ POOL_SIZE = 32  # connections kept per upstream host: above gunicorn's threads p
 RATE_GRACE = 30.0
 WATCHDOG_INTERVAL = 0.5
 REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})  # idempotent, when bodiless
+ENVIRON_KEY = "applications_api.app_proxy.transfer"  # this request's Transfer, once admitted
 
 
 class UpstreamBrokeOff(Exception):
@@ -133,7 +137,22 @@ class PythonTransfer:
         self.watchdog: threading.Thread | None = None
 
     def init_app(self, app: Flask) -> None:
-        pass  # the adapter and watchdog start with the first transfer, after the fork
+        # (the adapter and watchdog start with the first transfer, after the fork)
+        inner = app.wsgi_app
+
+        def released_whatever_happens(environ: dict, start_response: Any) -> Any:
+            """An answer the server refused before its body (start_response raised) is
+            never closed, so its close callbacks never run: release its slot here."""
+            try:
+                return inner(environ, start_response)
+            except BaseException:
+                transfer = environ.get(ENVIRON_KEY)
+                if transfer is not None:
+                    transfer.cut("refused by the server")
+                    self._release(transfer)
+                raise
+
+        app.wsgi_app = released_whatever_happens  # type: ignore[method-assign]
 
     # -- the bulkhead ---------------------------------------------------------------
 
@@ -144,6 +163,7 @@ class PythonTransfer:
             app_full = self.per_app[app_id] >= self.settings.proxy_max_in_flight_per_app
             if not (full or app_full):
                 transfer = Transfer(app_id, _caller_socket(), self.settings.proxy_deadline)
+                request.environ[ENVIRON_KEY] = transfer
                 self.active.add(transfer)
                 self.per_app[app_id] += 1
                 self._start_once()
@@ -169,7 +189,7 @@ class PythonTransfer:
     def _start_once(self) -> None:
         """Per process, after gunicorn forks: the connection pools and the watchdog."""
         if self.watchdog is None:
-            adapter = HTTPAdapter(pool_connections=64, pool_maxsize=POOL_SIZE, max_retries=0)
+            adapter = _Adapter(pool_connections=64, pool_maxsize=POOL_SIZE, max_retries=0)
             adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
             self.adapter = adapter
             self.watchdog = threading.Thread(
@@ -189,6 +209,7 @@ class PythonTransfer:
                     log.warning("app_proxy %s: transfer cut: %s", transfer.app_id, reason)
                     PROXY_UPSTREAM_ERRORS.labels(transfer.app_id, reason).inc()
                     transfer.cut(reason)
+                    self._release(transfer)  # whatever its thread does next
 
     # -- the transfer ---------------------------------------------------------------
 
@@ -212,6 +233,7 @@ class PythonTransfer:
         except CallerBodyError as error:
             _refuse_body(transfer.app_id, error)
         headers = {**forwarded_headers(), **target.headers, **target.identity_headers(read)}
+        headers["Host"] = target.host
         for name in ("Accept-Encoding", "User-Agent"):  # not the HTTP client's own
             headers.setdefault(name, SKIP_HEADER)
         if request.content_length is not None:
@@ -224,9 +246,15 @@ class PythonTransfer:
                 if read is None and body is not None:  # streams: the watchdog times it
                     transfer.moving_body()
                 try:
-                    prepared = requests.Request(
-                        request.method, target.url, headers=headers, data=body
-                    ).prepare()
+                    prepared = _Prepared(target.server_name)
+                    # To the address the check approved: no second lookup for DNS
+                    # rebinding to slip into; Host, SNI and the certificate are the name's.
+                    prepared.prepare(
+                        method=request.method,
+                        url=target.address + target.uri,
+                        headers=headers,
+                        data=body,
+                    )
                     upstream = self.adapter.send(
                         prepared,
                         stream=True,
@@ -253,8 +281,23 @@ class PythonTransfer:
                             transfer.cut_reason,
                             "The proxied request did not complete in time.",
                         )
-                    dropped = error.args and isinstance(error.args[0], ProtocolError)
-                    if attempt == 1 and replayable and dropped:
+                    cause = _cause(error)
+                    if isinstance(cause, http.client.HTTPException) and not isinstance(
+                        cause, ConnectionError
+                    ):  # (RemoteDisconnected is both: a connection dropped before an answer)
+                        log.warning(
+                            "app_proxy %s: %s answered malformed: %s",
+                            transfer.app_id,
+                            target.url,
+                            cause,
+                        )
+                        fail(
+                            transfer.app_id,
+                            502,
+                            "malformed_answer",
+                            "The application's backend sent an answer that is not valid HTTP.",
+                        )
+                    if attempt == 1 and replayable and isinstance(cause, ConnectionError):
                         log.info(
                             "app_proxy %s: connection dropped, sending once more: %s",
                             transfer.app_id,
@@ -281,7 +324,7 @@ class PythonTransfer:
         headers = [
             (
                 name,
-                rewrite_location(value, upstream.url, target.base_url, app_id)
+                rewrite_location(value, target.url, target.base_url, app_id)
                 if name.lower() == "location"
                 else value,
             )
@@ -434,9 +477,92 @@ class _AsSigned:
         )
 
 
+class _Prepared(requests.PreparedRequest):
+    """A request sent to an approved address, verified as `server_name` (TLS)."""
+
+    def __init__(self, server_name: str) -> None:
+        super().__init__()
+        self.server_name = server_name
+
+
+class _Adapter(HTTPAdapter):
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> Any:
+        """Pools keyed by address and name: a connection verified for one name is never
+        reused for another name on the same address."""
+        host_params, given = super().build_connection_pool_key_attributes(request, verify, cert)
+        pool_kwargs: dict[str, Any] = dict(given)
+        if host_params["scheme"] == "https" and isinstance(request, _Prepared):
+            pool_kwargs["server_hostname"] = request.server_name
+            pool_kwargs["assert_hostname"] = request.server_name
+        return host_params, pool_kwargs
+
+
+def _cause(error: BaseException) -> BaseException | None:
+    """What http.client or the socket raised under requests' and urllib3's wrappers."""
+    inner = error.args[0] if error.args else None
+    if isinstance(inner, ProtocolError) and len(inner.args) > 1:
+        cause = inner.args[1]
+        return cause if isinstance(cause, BaseException) else None
+    return inner if isinstance(inner, BaseException) else None
+
+
+# RFC 9110 §5 and RFC 9112 §5: a field line is a token, ":", and a value of visible
+# characters, spaces and tabs. No control byte, no bare CR (a lenient parser reads a
+# line break there), no obsolete line folding.
+_FIELD_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r?\n")
+
+
+class MalformedAnswer(http.client.HTTPException):
+    """The backend's answer holds a header line no HTTP/1.1 message may carry."""
+
+
+class _CheckedHead:
+    """The backend's answer as http.client reads its head: each header line checked
+    first, since http.client's parser takes a bare CR for a line break and passes
+    control bytes on, which the server then refuses to send."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.in_headers = False  # (a status line first, after each interim answer too)
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self.raw.readline(limit)
+        if not self.in_headers:
+            self.in_headers = True
+        elif line in (b"\r\n", b"\n", b""):
+            self.in_headers = False
+        elif not _FIELD_LINE.fullmatch(line):
+            raise MalformedAnswer(f"a header line no field may hold: {line[:80]!r}")
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+class _CheckedResponse(http.client.HTTPResponse):
+    def begin(self) -> None:
+        raw = self.fp
+        self.fp = _CheckedHead(raw)  # type: ignore[assignment]
+        try:
+            super().begin()
+        finally:
+            if self.fp is not None:
+                self.fp = raw  # the body is read straight from the socket
+
+
+class _Connection(HTTPConnection):
+    response_class = _CheckedResponse
+
+
+class _TLSConnection(HTTPSConnection):
+    response_class = _CheckedResponse
+
+
 class _HTTPPool(_AsSigned, HTTPConnectionPool):
-    pass
+    ConnectionCls = _Connection
 
 
 class _HTTPSPool(_AsSigned, HTTPSConnectionPool):
-    pass
+    ConnectionCls = _TLSConnection

@@ -104,3 +104,87 @@ def test_production_denies_loopback_by_default(proxy_with, create, reader, upstr
     response = production.client.get(f"/api/v1/app_proxy/{app['id']}/x", headers=reader)
     assert response.status_code == 502
     assert upstream.received == []
+
+
+# Every way of writing this host's unspecified address, which Linux routes to its own
+# listeners: a web_url there reached the server's own /metrics past loopback's denial.
+UNSPECIFIED = ["0.0.0.0", "0", "0x0", "0.0", "000.000.000.000", "[::]", "[::ffff:0.0.0.0]"]
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+@pytest.mark.parametrize("host", UNSPECIFIED)
+def test_the_unspecified_address_is_denied_however_written(
+    proxy_with, create, reader, upstream, host, environment
+):
+    proxy = proxy_with(APP_ENV=environment)
+    app = create(is_proxy_available=True, config={"web_url": f"http://{host}:{upstream.port}/"})
+    response = proxy.client.get(f"/api/v1/app_proxy/{app['id']}/metrics", headers=reader)
+    assert response.status_code == 502
+    assert "denied" in response.json["message"]
+    assert upstream.received == []
+
+
+@pytest.mark.parametrize("order", ["public first", "denied first"])
+def test_a_name_with_one_denied_address_among_others_is_refused(monkeypatch, order):
+    """A client may connect to any address a name resolves to: all of them are checked."""
+    import ipaddress
+
+    answers = [("93.184.215.14", 80), ("169.254.169.254", 80)]
+    if order == "denied first":
+        answers.reverse()
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda *args, **kwargs: [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", address) for address in answers
+        ],
+    )
+    with pytest.raises(DeniedAddress):
+        approved_address("mixed.example", 80, (ipaddress.ip_network("169.254.0.0/16"),))
+
+
+def test_a_path_nginx_normalizes_into_app_proxy_is_the_app_s_json_404(
+    proxy, reader, proxied, upstream
+):
+    """nginx routes /x/../api/v1/app_proxy/… by its normalized path; the app, given the raw
+    target, routes it nowhere: the caller gets that 404, not a claim the registry is down."""
+    host, port = proxy.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            f"GET /x/../api/v1/app_proxy/{proxied['id']}/ HTTP/1.1\r\nHost: t\r\n"
+            f"Authorization: {reader['Authorization']}\r\nConnection: close\r\n\r\n".encode()
+        )
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"404", reply[:300]
+    assert b"registry" not in body
+    assert b'"code": 404' in body or b'"code":404' in body
+    assert upstream.received == []
+
+
+def test_a_name_that_changes_its_answer_after_the_check_is_not_followed(
+    proxy, monkeypatch, create, reader, upstream
+):
+    """DNS rebinding: the name resolves to an allowed address for the check, then to
+    another for whoever looks it up again. Both transfers connect to the address the
+    check approved, so the second answer is never used."""
+    real = socket.getaddrinfo
+    lookups = []
+
+    def rebinding(host, *args, **kwargs):
+        if host != "rebinding.example":
+            return real(host, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "127.0.0.2"  # nothing listens there
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    app = create(
+        is_proxy_available=True, config={"web_url": f"http://rebinding.example:{upstream.port}/"}
+    )
+    response = proxy.client.get(f"/api/v1/app_proxy/{app['id']}/x", headers=reader)
+    assert response.status_code == 200
+    assert lookups == ["rebinding.example"]  # the check's, and no other
+    assert upstream.last.headers["Host"] == f"rebinding.example:{upstream.port}"

@@ -1,6 +1,7 @@
 """The identity signature (RFC 9421), checked the way an extension author checks it: by
-the extension authors' snippet (docs/app-proxy.md), which verifies with the http-message-signatures library, at a real
-backend, for requests sent byte for byte to the proxy on both transfers."""
+the snippet of docs/app-proxy.md, which verifies with the http-message-signatures
+library, at a real backend, for requests sent byte for byte to the proxy on both
+transfers."""
 
 import base64
 import hashlib
