@@ -136,7 +136,12 @@ def _networks(
     return tuple(networks)
 
 
-DEFAULT_SECRET_KEYS = "*password*,*secret*,*token*,*api_key*,*private_key*"
+# Compared after folding (secrets.fold: case, Unicode compatibility forms, separators),
+# so *api_key* also matches apiKey, api-key and API_KEY.
+DEFAULT_SECRET_KEYS = (
+    "*password*,*passwd*,*passphrase*,*secret*,*token*,*api_key*,*private_key*,"
+    "*access_key*,*credential*,*authorization*"
+)
 
 
 def _secret_keys(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 and what JSON can round-trip."""
 
 import math
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +21,32 @@ NOT_BLANK = validate.Regexp(
     r"^[^\x00]*[^\x00\t\n\v\f\r ][^\x00]*$",
     error="Must not be blank, nor contain NUL characters.",
 )
+
+
+# Bidirectional controls reorder how the text around them is shown (an RTL override
+# makes "Shop\u202egnp.exe" read "Shopexe.png"): never in a name.
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+# Letters fonts draw as nothing (Hangul fillers, the blank braille pattern).
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def _renders(char: str) -> bool:
+    """Whether `char` shows as something: not a space or separator (Z*), a control or
+    format character (Cc, Cf: zero-width spaces and joiners), nor a blank letter."""
+    return unicodedata.category(char) not in ("Zs", "Zl", "Zp", "Cc", "Cf") and (
+        char not in BLANK_LETTERS
+    )
+
+
+def shows_as_text(value: str) -> str:
+    """A name a person can read: something visible in it, no bidirectional control."""
+    if any(char in BIDI_CONTROLS for char in value):
+        raise ma.ValidationError("Must not contain bidirectional control characters.")
+    if not any(_renders(char) for char in value):
+        raise ma.ValidationError("Must not be blank, nor only characters that show as nothing.")
+    return value
 
 
 class WholeNumber(ma.fields.Integer):
@@ -59,7 +86,7 @@ def _check_json_values(value: Any, depth: int = 0) -> None:
 
 
 def is_web_url(value: object) -> bool:
-    """An absolute http(s) URL with a host."""
+    """An absolute http(s) URL with a host, and no credentials in it."""
     if not isinstance(value, str) or any(ch.isspace() or ord(ch) < 32 for ch in value):
         return False
     try:
@@ -67,7 +94,7 @@ def is_web_url(value: object) -> bool:
         parts.port  # noqa: B018 - reading it raises ValueError on a malformed port
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and "@" not in parts.netloc
 
 
 class Config(ma.fields.Dict):
@@ -86,7 +113,20 @@ class Config(ma.fields.Dict):
             web_url = value["web_url"]
             # In a merge patch, null removes the key.
             if not (web_url is None and self.removals_allowed) and not is_web_url(web_url):
-                raise ma.ValidationError(
-                    {"web_url": ["Must be an absolute http or https URL with a host."]}
-                )
+                raise ma.ValidationError({"web_url": [_web_url_error(web_url)]})
         return value
+
+
+def _web_url_error(web_url: Any) -> str:
+    try:
+        credentials = isinstance(web_url, str) and "@" in urlsplit(web_url).netloc
+    except ValueError:
+        credentials = False
+    if credentials:
+        # Readers see web_url, the history keeps it and its changes are logged.
+        return (
+            "Must not carry credentials (user:password@): put them in a write-only config "
+            "key (api_key, password …) for the backend, which also gets each caller's "
+            "signed identity."
+        )
+    return "Must be an absolute http or https URL with a host."

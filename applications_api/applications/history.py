@@ -87,13 +87,12 @@ def _diff_value(
     elif isinstance(old, dict) and isinstance(new, dict):
         _diff_objects(path, old, new, secret_keys, changes)
     else:  # (a value that is an object or array may hold secrets of its own)
-        changes.append(
-            {
-                "field": path,
-                "old": None if old is _ABSENT else masked(old, secret_keys),
-                "new": None if new is _ABSENT else masked(new, secret_keys),
-            }
-        )
+        shown_old = None if old is _ABSENT else masked(old, secret_keys)
+        shown_new = None if new is _ABSENT else masked(new, secret_keys)
+        if shown_old == shown_new and old is not _ABSENT and new is not _ABSENT:
+            changes.append({"field": path, "secret": True})  # only a secret inside it
+        else:
+            changes.append({"field": path, "old": shown_old, "new": shown_new})
 
 
 ENTRY = ("user_id", "request_id", "action", "changes", "created_date")
@@ -129,7 +128,8 @@ def written(
 ) -> database.Row:
     """Run `statement` (an INSERT or UPDATE of one application, RETURNING it) with its
     `parameters`, and insert its history entry in the same transaction; on PostgreSQL
-    in the same statement. Returns the row as written."""
+    in the same statement. A write that changes no field records no entry (it still
+    touches modified_date, as every update does). Returns the row as written."""
     user = current_user()
     entry = {
         "user_id": user.id if user else None,
@@ -138,6 +138,8 @@ def written(
         "changes": changes,
         "created_date": utcnow(),
     }
+    if not changes:
+        return database.rows(statement, parameters, last=True)[0]
     if in_one_statement():
         parameters = {**parameters, **{f"entry_{name}": value for name, value in entry.items()}}
         row = database.rows(_with_entry(statement), parameters, last=True)[0]

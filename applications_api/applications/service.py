@@ -202,12 +202,21 @@ def _write(
         return history.written(UPDATE, {"app_id": app_id, **_parameters(after)}, action, changes)
 
 
+def _unmasked(config: Any, stored: Any) -> Any:
+    """`config` with the masks it sends back restored (secrets.py); 400 for a mask that
+    stands for nothing stored."""
+    try:
+        return secrets.unmasked(config, stored, secrets.patterns())
+    except secrets.UnrestorableMask as error:
+        abort(400, errors={"json": {"config": [str(error)]}})
+
+
 def create_application(data: Mapping[str, Any], created_by: int) -> Row:
     now = utcnow()
     values = {
         **COLUMN_DEFAULTS,
         **data,
-        "config": with_defaults(data.get("config")),
+        "config": with_defaults(_unmasked(data.get("config"), None)),
         "created_by": created_by,
         "created_date": now,
         "modified_date": now,
@@ -234,9 +243,7 @@ def update_application(
             config = (
                 merge_patch(row["config"], values["config"]) if merge_config else values["config"]
             )
-            values["config"] = with_defaults(
-                secrets.unmasked(config, row["config"], secrets.patterns())
-            )
+            values["config"] = with_defaults(_unmasked(config, row["config"]))
         return values
 
     return _write(app_id, "update" if merge_config else "replace", change, precondition)

@@ -18,7 +18,12 @@ def test_defaults():
     assert settings.max_body_bytes == 1024 * 1024
     assert settings.auth_cache_seconds == 10
     assert settings.proxy_cache_seconds == 5
-    assert [str(n) for n in settings.proxy_denied_networks] == ["169.254.0.0/16", "fe80::/10"]
+    assert [str(n) for n in settings.proxy_denied_networks] == [
+        "169.254.0.0/16",
+        "fe80::/10",
+        "0.0.0.0/8",
+        "::/128",
+    ]
     assert settings.proxy_transfer == "python"
     assert settings.proxy_max_in_flight == 4  # half of gunicorn's 8 threads
     assert settings.proxy_max_in_flight_per_app == 2
@@ -115,6 +120,8 @@ def test_production_denies_loopback_by_default_development_does_not():
         "::1/128",
         "169.254.0.0/16",
         "fe80::/10",
+        "0.0.0.0/8",
+        "::/128",
     ]
     assert "127.0.0.0/8" not in [str(n) for n in load_settings({}).proxy_denied_networks]
     chosen = load_settings(

@@ -215,3 +215,18 @@ def test_prune_history(app, runner, client, staff, create, days, left):
     result = runner.invoke(args=["prune-history", "--older-than", str(days)])
     assert result.exit_code == 0, result.output
     assert len(history(client, staff, app_id)) == left
+
+
+@pytest.mark.parametrize(
+    "method, body",
+    [("PATCH", {}), ("PATCH", {"name": "Shop front"}), ("PATCH", {"config": {}}), ("DELETE", None)],
+    ids=["empty patch", "same name", "empty config patch", "delete again"],
+)
+def test_a_write_that_changes_nothing_records_nothing(client, staff, create, method, body):
+    app_id = create(name="Shop front")["id"]
+    if method == "DELETE":
+        client.delete(f"{URL}{app_id}/", headers=staff)
+    before = history(client, staff, app_id)
+    response = client.open(f"{URL}{app_id}/", method=method, json=body, headers=staff)
+    assert response.status_code in (200, 204)
+    assert history(client, staff, app_id) == before

@@ -14,6 +14,12 @@ BAD_FIELDS = [
     ({"name": None}, "name"),
     ({"name": 12}, "name"),
     ({"name": "a\x00b"}, "name"),
+    ({"name": "\u200b\u200b"}, "name"),  # zero-width spaces
+    ({"name": "\u3000\u3000"}, "name"),  # ideographic spaces
+    ({"name": "\u3164"}, "name"),  # a Hangul filler, drawn as nothing
+    ({"name": "\u2060\ufeff\u00a0"}, "name"),  # word joiner, BOM, no-break space
+    ({"name": "Shop\u202egnp.exe"}, "name"),  # right-to-left override
+    ({"name": "Shop\u2066front"}, "name"),  # a bidirectional isolate
     ({"application_type": "nope"}, "application_type"),
     ({"application_type": "EXTENSION"}, "application_type"),
     ({"application_type": None}, "application_type"),
@@ -25,6 +31,8 @@ BAD_FIELDS = [
     ({"config": {"web_url": "http://exa mple.com/"}}, "config"),
     ({"config": {"web_url": "http://example.com:99999/"}}, "config"),
     ({"config": {"web_url": 42}}, "config"),
+    ({"config": {"web_url": "https://user:pw@ext.example.com/base/"}}, "config"),
+    ({"config": {"web_url": "https://token@ext.example.com/"}}, "config"),
     ({"is_active": "perhaps"}, "is_active"),
     ({"is_active": None}, "is_active"),
     ({"is_visible": []}, "is_visible"),
@@ -189,3 +197,17 @@ def test_remote_object_id_refuses_what_is_not_a_whole_number(client, staff, valu
     )
     assert response.status_code == 400
     assert "remote_object_id" in response.json["errors"]["json"]
+
+
+def test_credentials_in_web_url_are_refused_saying_where_they_belong(client, staff):
+    body = {**VALID, "config": {"web_url": "https://user:s3cretpw@ext.example.com/base/"}}
+    response = client.post(URL, json=body, headers=staff)
+    assert response.status_code == 400
+    (message,) = response.json["errors"]["json"]["config"]["web_url"]
+    assert "credentials" in message and "write-only config key" in message
+    assert "s3cretpw" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("name", ["Ünïcode shop", "店", "a b", "x\u200by"])
+def test_names_that_show_as_text_are_taken(create, name):
+    assert create(name=name)["name"] == name
