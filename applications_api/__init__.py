@@ -33,6 +33,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     from .cache import ChangeFeed, FreshCache
     from .docs import OperationIds
     from .docs import assets as docs_assets
+    from .docs import index as docs_index
     from .health.views import blp as health_blp
 
     if settings.database_url.startswith("sqlite"):
@@ -64,6 +65,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     transfer.init_app(app)
     rest.register_blueprint(health_blp)
     app.register_blueprint(docs_assets)
+    app.register_blueprint(docs_index)
     app.register_blueprint(auth_commands)
     app.register_blueprint(application_commands)
     app.register_blueprint(app_proxy_commands)

@@ -30,6 +30,7 @@ from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, Operationa
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from webargs.flaskparser import FlaskParser, abort, is_json_request
 from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.http import quote_etag
 from werkzeug.routing import BaseConverter
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,17 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 MAX_ID = 2**31 - 1  # ids are 32-bit integers, in URLs as in the tables
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class NotModifiedAt(NotModified):
+    """304, carrying the ETag a 200 would have (RFC 9110 §15.4.5)."""
+
+    def __init__(self, etag: str) -> None:
+        super().__init__()
+        self.etag = etag
+
+    def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+        return [("ETag", quote_etag(self.etag))]
 
 
 class IdConverter(BaseConverter):
@@ -112,9 +124,41 @@ class Parser(FlaskParser):
                     ]
                 },
             )
+        except json.JSONDecodeError as error:  # (a ValueError: before the digits' one)
+            abort(400, errors={"json": [_not_json(error)]})
         except ValueError:  # the one ValueError left: an integer past 4,300 digits
             abort(400, errors={"json": ["Invalid JSON body: a number has more than 4,300 digits."]})
         return data
+
+
+def _not_json(error: json.JSONDecodeError) -> str:
+    if not error.doc.strip():
+        return "Invalid JSON body: the body is empty; send a JSON object."
+    return (
+        f"Invalid JSON body: {error.msg} at line {error.lineno}, column {error.colno} "
+        f"(character {error.pos})."
+    )
+
+
+def _default_message(error: HTTPException) -> str:
+    """This service's words for a refusal raised without a message of its own (Werkzeug's
+    descriptions speak of browsers and spelling)."""
+    if error.code == 404:
+        return (
+            f"Nothing is at {request.path}. The API is under {API_PREFIX}/: its "
+            f"documentation is at {API_PREFIX}/docs/, the OpenAPI document at "
+            f"{API_PREFIX}/openapi.json."
+        )
+    if error.code == 405:
+        allowed = dict(error.get_headers()).get("Allow", "")
+        return f"{request.method} is not allowed on {request.path}; allowed: {allowed}."
+    if error.code == 413:
+        return f"The request body is too large: at most {request.max_content_length} bytes."
+    if error.code == 412:
+        return "The precondition you sent (If-Match, If-None-Match) does not hold."
+    if error.code == 400:
+        return "The request is malformed."
+    return http.HTTPStatus(error.code or 500).phrase + "."
 
 
 class Api(BaseApi):
@@ -133,9 +177,12 @@ class Api(BaseApi):
         data = getattr(error, "data", None) or {}
         headers.update(data.get("headers") or {})
         errors = data.get("errors") or data.get("messages")
-        message = data.get("message") or (
-            "The request is invalid: see errors." if errors else error.description
-        )
+        message = data.get("message")
+        if not message and errors:
+            message = "The request is invalid: see errors."
+        elif not message:  # (raised without one: Werkzeug's words, unless given its own)
+            given = error.description != type(error).description
+            message = error.description if given else _default_message(error)
         assert error.code is not None  # (Flask hands error handlers only exceptions with a code)
         payload = error_payload(error.code, message, errors)
         return payload, error.code, headers
@@ -209,9 +256,11 @@ class Blueprint(BaseBlueprint):
                 self._document_pagination_metadata(spec, doc["responses"][status])
         return doc
 
-    # Conditional requests (flask-smorest's ETag): If-None-Match gives 304 on reads, and
-    # a write sent with If-Match is refused with 412 when the row has changed (checked
-    # under its lock, service.py). Without If-Match a write stays unconditional, as the
+    # Conditional requests (RFC 9110 §13, with flask-smorest's ETags): a GET or HEAD whose
+    # If-None-Match names the current ETag (weak comparison, `*` too) is a 304 carrying
+    # it; a write is refused with 412 when its If-Match names no current ETag (strong
+    # comparison; `*` is any) or its If-None-Match names the current one (checked under
+    # the row's lock, service.py). Without either a write stays unconditional, as the
     # contract says: flask-smorest would answer 428, and warn when no check was made.
     IF_MATCH = {
         "name": "If-Match",
@@ -251,15 +300,27 @@ class Blueprint(BaseBlueprint):
         if (
             current.method in self.METHODS_CHECKING_NOT_MODIFIED
             and "If-None-Match" in current.headers
-            and etag in current.if_none_match
+            and current.if_none_match.contains_weak(etag)
         ):
-            raise NotModified
+            raise NotModifiedAt(etag)
         _get_etag_ctx()["etag"] = etag
 
-    def check_if_match(self, etag_data: Any) -> None:
-        """412 when the request's If-Match, if it sent one, names another version."""
-        if request.if_match:
-            self.check_etag(etag_data)
+    def check_preconditions(self, etag_data: Any, what: str) -> None:
+        """412 when the write's If-Match, if sent, names no current ETag of `what`, or
+        its If-None-Match names the current one (RFC 9110 §13.2.2)."""
+        headers = request.headers
+        if "If-Match" not in headers and "If-None-Match" not in headers:
+            return
+        etag = self._generate_etag(etag_data)
+        if "If-Match" in headers:
+            if not request.if_match.contains(etag):
+                abort(
+                    412,
+                    message=f"{what} has changed since the ETag you sent in If-Match: "
+                    "read it again, and retry with its new ETag.",
+                )
+        elif request.if_none_match.contains_weak(etag):
+            abort(412, message=f"{what} matches the If-None-Match you sent.")
 
     def documents_errors(self, *codes: int) -> Callable[[_F], _F]:
         """Document error responses (the shared error body) on an operation."""

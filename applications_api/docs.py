@@ -1,13 +1,13 @@
-"""The API's documentation: Swagger UI 5's assets (from the swagger-ui-py package),
-served by this app so the docs work without internet, its favicon, and the operation
-ids client generators name their functions after."""
+"""The API's documentation: where it is (`/` and `/api/v1/`), Swagger UI 5's assets
+(from the swagger-ui-py package), served by this app so the docs work without internet,
+its favicon, and the operation ids client generators name their functions after."""
 
 from pathlib import Path
 from typing import Any
 
 import swagger_ui
 from apispec import BasePlugin
-from flask import Blueprint, Response, send_from_directory
+from flask import Blueprint, Response, jsonify, send_from_directory
 
 from .api import API_PREFIX
 from .app_proxy.forwarding import URL_PREFIX
@@ -16,6 +16,24 @@ SWAGGER_UI_ASSETS_URL = f"{API_PREFIX}/docs/assets/"
 SWAGGER_UI_DIR = Path(swagger_ui.__file__).parent / "static"
 
 assets = Blueprint("swagger_ui_assets", __name__)
+index = Blueprint("index", __name__)
+
+
+@index.route("/")
+@index.route(f"{API_PREFIX}/")
+def where_things_are() -> Response:
+    """Where a newcomer's first request lands: what is here and where its docs are."""
+    return jsonify(
+        {
+            "title": "Applications API",
+            "api": f"{API_PREFIX}/",
+            "documentation": f"{API_PREFIX}/docs/",
+            "openapi": f"{API_PREFIX}/openapi.json",
+            "healthcheck": f"{API_PREFIX}/healthcheck/",
+            "authentication": "Authorization: Token <key> "
+            "(flask --app wsgi create-token USERNAME [--staff])",
+        }
+    )
 
 
 @assets.route(f"{SWAGGER_UI_ASSETS_URL}<path:filename>")

@@ -111,7 +111,7 @@ class Application(MethodView):
         stored one.
         """
         return _tagged(
-            service.update_application(app_id, data, merge_config=False, precondition=_if_match)
+            service.update_application(app_id, data, merge_config=False, precondition=_preconditions)
         )
 
     @blp.etag
@@ -124,7 +124,7 @@ class Application(MethodView):
         `config` is merged into the stored one as an RFC 7396 JSON Merge Patch.
         """
         return _tagged(
-            service.update_application(app_id, data, merge_config=True, precondition=_if_match)
+            service.update_application(app_id, data, merge_config=True, precondition=_preconditions)
         )
 
     @blp.etag
@@ -132,7 +132,7 @@ class Application(MethodView):
     @blp.documents_errors(401, 403, 404, 503)
     def delete(self, app_id: int) -> None:
         """Soft-delete an application (staff only): sets is_active to false"""
-        service.soft_delete_application(app_id, precondition=_if_match)
+        service.soft_delete_application(app_id, precondition=_preconditions)
 
 
 def _tagged(row: service.Row) -> service.Row:
@@ -142,8 +142,8 @@ def _tagged(row: service.Row) -> service.Row:
     return row
 
 
-def _if_match(row: service.Row) -> None:
-    blp.check_if_match(service.version_of(row))
+def _preconditions(row: service.Row) -> None:
+    blp.check_preconditions(service.version_of(row), f"Application {row['id']}")
 
 
 @blp.route("/<id:app_id>/history/", parameters=[APP_ID])

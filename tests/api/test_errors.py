@@ -61,3 +61,63 @@ def test_a_value_the_database_refuses_is_400_and_nothing_is_written(fresh_app, r
     assert response.json["errors"]["json"]
     with fresh_app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Application)) == 0
+
+
+@pytest.mark.parametrize(
+    "body, where",
+    [
+        (b"{", "line 1, column 2"),
+        (b'{"name": "x",}', "line 1, column 14"),
+        (b"not json", "line 1, column 1"),
+        (b'{"name":\n  "x" "y"}', "line 2, column 7"),
+        (b"", "the body is empty"),
+        (b"\xff\xfe", "Invalid JSON body"),
+    ],
+    ids=["unclosed", "trailing comma", "not json", "second line", "empty", "not utf-8"],
+)
+def test_a_malformed_json_body_says_so_and_where(client, staff, body, where):
+    response = client.post(
+        "/api/v1/applications/",
+        data=body,
+        headers={**staff, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    (message,) = response.json["errors"]["json"]
+    assert message.startswith("Invalid JSON body:")
+    assert where in message
+    assert "4,300" not in message
+
+
+def test_a_number_past_the_digit_limit_keeps_its_own_message(client, staff):
+    body = b'{"name": "x", "application_type": "oms", "remote_object_id": 1' + b"0" * 5000 + b"}"
+    response = client.post(
+        "/api/v1/applications/", data=body, headers={**staff, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json["errors"]["json"] == [
+        "Invalid JSON body: a number has more than 4,300 digits."
+    ]
+
+
+@pytest.mark.parametrize("path", ["/nothing", "/api/v1/nothing/", "/api/v1/applications/1/x"])
+def test_an_unknown_path_says_where_the_api_and_its_docs_are(client, staff, path):
+    message = client.get(path, headers=staff).json["message"]
+    assert path in message
+    assert "/api/v1/docs/" in message and "/api/v1/openapi.json" in message
+    assert "spelling" not in message
+
+
+def test_a_refused_method_says_which_are_allowed(client, staff):
+    message = client.delete("/api/v1/applications/", headers=staff).json["message"]
+    assert message.startswith("DELETE is not allowed on /api/v1/applications/")
+    assert "POST" in message and "GET" in message
+
+
+@pytest.mark.parametrize("path", ["/", "/api/v1/", "/api/v1"])
+def test_the_front_doors_point_at_the_docs(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.json["documentation"] == "/api/v1/docs/"
+    assert response.json["openapi"] == "/api/v1/openapi.json"
+    assert client.get(response.json["openapi"]).status_code == 200
+    assert client.get(response.json["documentation"]).status_code == 200

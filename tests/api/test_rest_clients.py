@@ -192,3 +192,72 @@ def test_head_carries_the_etag_get_does(client, create, reader):
     head = client.head(url, headers=reader)
     assert head.status_code == 200 and head.data == b""
     assert head.headers["ETag"] == client.get(url, headers=reader).headers["ETag"]
+
+
+def etag_of(client, url, headers):
+    return client.get(url, headers=headers).headers["ETag"]
+
+
+def test_a_304_carries_the_etag_a_200_would(client, create, reader):
+    url = f"/api/v1/applications/{create()['id']}/"
+    etag = etag_of(client, url, reader)
+    for listed in (url, "/api/v1/applications/"):
+        current = etag_of(client, listed, reader)
+        answer = client.get(listed, headers={**reader, "If-None-Match": current})
+        assert answer.status_code == 304
+        assert answer.headers["ETag"] == current
+    assert etag
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["W/{etag}", '"other", {etag}', '"other",W/{etag}', "*"],
+    ids=["weak", "in a list", "weak in a list", "star"],
+)
+def test_if_none_match_compares_weakly(client, create, reader, given):
+    """RFC 9110 §13.1.2: W/"x" matches "x" for If-None-Match."""
+    url = f"/api/v1/applications/{create()['id']}/"
+    etag = etag_of(client, url, reader)
+    answer = client.get(url, headers={**reader, "If-None-Match": given.format(etag=etag)})
+    assert answer.status_code == 304
+
+
+def test_if_none_match_of_another_version_is_a_200(client, create, reader):
+    url = f"/api/v1/applications/{create()['id']}/"
+    answer = client.get(url, headers={**reader, "If-None-Match": '"other", W/"more"'})
+    assert answer.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "given, status",
+    [("W/{etag}", 412), ('"other", {etag}', 200), ("*", 200), ('"other"', 412)],
+    ids=["weak is no match", "in a list", "star", "another"],
+)
+def test_if_match_compares_strongly(client, create, staff, given, status):
+    """RFC 9110 §13.1.1: If-Match takes the strong comparison; * is any version."""
+    url = f"/api/v1/applications/{create()['id']}/"
+    etag = etag_of(client, url, staff)
+    answer = client.patch(
+        url, json={"is_visible": True}, headers={**staff, "If-Match": given.format(etag=etag)}
+    )
+    assert answer.status_code == status
+    if status == 412:
+        assert "has changed since the ETag you sent" in answer.json["message"]
+        assert etag_of(client, url, staff) == etag  # nothing written
+
+
+@pytest.mark.parametrize("given", ["*", "{etag}", "W/{etag}"])
+def test_a_write_whose_if_none_match_names_the_current_version_is_refused(
+    client, create, staff, given
+):
+    url = f"/api/v1/applications/{create()['id']}/"
+    etag = etag_of(client, url, staff)
+    answer = client.patch(
+        url, json={"is_visible": True}, headers={**staff, "If-None-Match": given.format(etag=etag)}
+    )
+    assert answer.status_code == 412
+    assert etag_of(client, url, staff) == etag
+    allowed = client.patch(
+        url, json={"is_visible": True}, headers={**staff, "If-None-Match": '"x"'}
+    )
+    assert allowed.status_code == 200
