@@ -111,7 +111,9 @@ class Application(MethodView):
         stored one.
         """
         return _tagged(
-            service.update_application(app_id, data, merge_config=False, precondition=_preconditions)
+            service.update_application(
+                app_id, data, merge_config=False, precondition=_preconditions
+            )
         )
 
     @blp.etag
