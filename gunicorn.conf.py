@@ -1,23 +1,10 @@
-"""gunicorn settings, from environment variables: `gunicorn -c gunicorn.conf.py wsgi:app`.
+"""gunicorn settings: `gunicorn -c gunicorn.conf.py wsgi:app`.
 
-| variable                  | default         |                                            |
-|---------------------------|-----------------|--------------------------------------------|
-| GUNICORN_BIND             | 127.0.0.1:8000  | behind nginx, listen on loopback only      |
-| GUNICORN_WORKERS          | 2               | processes (about one per core)             |
-| GUNICORN_THREADS          | 8               | threads per process (gthread); app_proxy's |
-|                           |                 | embedded transfer takes at most half       |
-| GUNICORN_TIMEOUT          | 60              | seconds a silent worker lives              |
-| GUNICORN_GRACEFUL_TIMEOUT | 30              | seconds to finish requests on stop/HUP     |
-| GUNICORN_KEEPALIVE        | 5               | seconds an idle keep-alive connection waits|
-|                           |                 | (keep it above nginx's keepalive_timeout,  |
-|                           |                 | 4 s in deploy/nginx.conf)                  |
-| GUNICORN_MAX_REQUESTS     | 100000          | recycle a worker after this many (+10%)    |
-| GUNICORN_ACCESS_LOG       | (off)           | "-": gunicorn's own access log on stdout  |
-
-The app itself writes one JSON line per request, so gunicorn's access log stays off
-unless asked for.
-| PROMETHEUS_MULTIPROC_DIR  | a new temp dir  | where workers share their metrics (a temp  |
-|                           |                 | dir of its own is removed on exit)         |
+They come from environment variables (GUNICORN_BIND, _WORKERS, _THREADS, _TIMEOUT,
+_GRACEFUL_TIMEOUT, _KEEPALIVE, _MAX_REQUESTS, _ACCESS_LOG; PROMETHEUS_MULTIPROC_DIR),
+parsed with the service's own in applications_api/settings.py and listed in
+docs/deployment.md. The app writes one JSON line per request, so gunicorn's access log
+stays off unless asked for.
 """
 
 import json
@@ -28,26 +15,26 @@ import tempfile
 
 from gunicorn import util
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # (from any directory)
+from applications_api.settings import SettingsError, load_settings  # noqa: E402
 
-def _positive_int(name, default):
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        sys.exit(f"configuration error: {name}: must be a whole number above 0, got {raw!r}")
-    return int(raw)
+try:
+    # Every variable is parsed and checked in one place, the service's settings: an invalid
+    # one stops gunicorn before it forks, with one line naming it.
+    settings = load_settings()
+except SettingsError as error:
+    sys.exit(f"configuration error: {error}")
 
-
-bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+bind = settings.server.bind
 worker_class = "gthread"
-workers = _positive_int("GUNICORN_WORKERS", 2)
-threads = _positive_int("GUNICORN_THREADS", 8)
-timeout = _positive_int("GUNICORN_TIMEOUT", 60)
-graceful_timeout = _positive_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
-keepalive = _positive_int("GUNICORN_KEEPALIVE", 5)
-max_requests = _positive_int("GUNICORN_MAX_REQUESTS", 100000)
+workers = settings.server.workers
+threads = settings.threads
+timeout = settings.server.timeout
+graceful_timeout = settings.server.graceful_timeout
+keepalive = settings.server.keepalive
+max_requests = settings.server.max_requests
 max_requests_jitter = max_requests // 10
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+accesslog = settings.server.access_log
 errorlog = "-"
 # No management socket under $HOME (read-only under the systemd unit); signals suffice.
 control_socket_disable = True
@@ -89,13 +76,6 @@ util.write_error = _json_error
 
 
 def on_starting(server):
-    """Refuse to start on an invalid setting, with one line naming it."""
-    from applications_api.settings import SettingsError, load_settings
-
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        sys.exit(f"configuration error: {error}")
     if not settings.proxy_signing_key:
         server.log.warning(
             "APP_PROXY_SIGNING_KEY is not set: app_proxy's identity signature proves nothing"

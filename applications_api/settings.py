@@ -25,8 +25,25 @@ PRODUCTION_DENIED_NETWORKS = "127.0.0.0/8,::1/128," + DEFAULT_DENIED_NETWORKS
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
+# deploy/applications-api.env's value until the operator puts a secret there.
+SIGNING_KEY_PLACEHOLDER = "REPLACE_WITH_64_HEX_DIGITS"
+
+
 class SettingsError(ValueError):
     """A setting holds a value the service cannot run with."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """gunicorn's, read by gunicorn.conf.py (GUNICORN_*)."""
+
+    bind: str
+    workers: int  # processes, about one per core
+    timeout: int  # seconds a silent worker lives
+    graceful_timeout: int  # seconds to finish requests on stop or HUP
+    keepalive: int  # seconds an idle keep-alive connection waits (above nginx's 4 s)
+    max_requests: int  # a worker is recycled after this many requests (+10%)
+    access_log: str | None  # "-": gunicorn's own access log on stdout; off by default
 
 
 @dataclass(frozen=True)
@@ -54,6 +71,7 @@ class Settings:
     application_secret_keys: tuple  # lower-case fnmatch patterns of config keys to mask
     log_level: str
     metrics_multiproc_dir: str  # PROMETHEUS_MULTIPROC_DIR: workers' shared metrics (gunicorn)
+    server: ServerSettings
 
 
 def _number(
@@ -103,7 +121,7 @@ def _own_addresses(
 ) -> tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int], ...]:
     """Where gunicorn listens (GUNICORN_BIND): app_proxy never forwards there. A bind to
     every address (0.0.0.0, ::) stands for loopback on that port."""
-    bind = env.get("GUNICORN_BIND", "").strip() or "127.0.0.1:8000"
+    bind = _bind(env)
     host, _, port = bind.rpartition(":")
     host = host.strip("[]")
     if not port.isdigit() or bind.startswith("unix:"):
@@ -115,6 +133,26 @@ def _own_addresses(
     if address is None or address.is_unspecified:
         return tuple((ipaddress.ip_network(net), int(port)) for net in LOOPBACK)
     return ((ipaddress.ip_network(address), int(port)),)
+
+
+def _bind(env: Mapping[str, str]) -> str:
+    return env.get("GUNICORN_BIND", "").strip() or "127.0.0.1:8000"
+
+
+def _server(env: Mapping[str, str]) -> ServerSettings:
+    def whole(name: str, default: int) -> int:
+        value: int = _number(env, name, default, cast=int)
+        return value
+
+    return ServerSettings(
+        bind=_bind(env),
+        workers=whole("GUNICORN_WORKERS", 2),
+        timeout=whole("GUNICORN_TIMEOUT", 60),
+        graceful_timeout=whole("GUNICORN_GRACEFUL_TIMEOUT", 30),
+        keepalive=whole("GUNICORN_KEEPALIVE", 5),
+        max_requests=whole("GUNICORN_MAX_REQUESTS", 100000),
+        access_log=env.get("GUNICORN_ACCESS_LOG", "").strip() or None,
+    )
 
 
 def _networks(
@@ -166,7 +204,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     environment = env.get("APP_ENV", "development").strip().lower()
     if environment not in ("development", "production"):
         raise SettingsError(f"APP_ENV: {environment!r} is neither development nor production")
-    if environment == "production" and not env.get("APP_PROXY_SIGNING_KEY"):
+    signing_key = env.get("APP_PROXY_SIGNING_KEY", "")
+    if signing_key.strip() == SIGNING_KEY_PLACEHOLDER:
+        raise SettingsError(
+            "APP_PROXY_SIGNING_KEY: replace the placeholder with a secret of your own "
+            "(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    if environment == "production" and not signing_key.strip():
         raise SettingsError(
             "APP_PROXY_SIGNING_KEY: required when APP_ENV=production "
             "(backends could not trust the proxy's identity headers)"
@@ -186,7 +230,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auth_cache_seconds=_number(env, "AUTH_CACHE_SECONDS", 10.0, allow_zero=True),
         proxy_connect_timeout=_number(env, "APP_PROXY_CONNECT_TIMEOUT", 5.0),
         proxy_read_timeout=_number(env, "APP_PROXY_READ_TIMEOUT", 30.0),
-        proxy_signing_key=env.get("APP_PROXY_SIGNING_KEY", ""),
+        proxy_signing_key=signing_key,
         proxy_cache_seconds=_number(env, "APP_PROXY_CACHE_SECONDS", 5.0, allow_zero=True),
         proxy_denied_networks=_networks(env, environment),
         proxy_own_addresses=_own_addresses(env),
@@ -203,4 +247,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         application_secret_keys=_secret_keys(env),
         log_level=log_level,
         metrics_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
+        server=_server(env),
     )

@@ -1,6 +1,7 @@
-"""The production stack on loopback: gunicorn (gunicorn.conf.py) behind nginx
-(deploy/nginx.conf, APP_PROXY_TRANSFER=nginx), on the PostgreSQL database named by
-DATABASE_URL; and gunicorn alone (the embedded transfer) on the same database."""
+"""The production stack on loopback: gunicorn (gunicorn.conf.py, the settings of
+deploy/applications-api.env) behind nginx (deploy/nginx.conf), on the PostgreSQL
+database named by DATABASE_URL; and gunicorn alone (the embedded transfer) on the same
+database."""
 
 import os
 import shutil
@@ -10,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from tests.support.servers import Gunicorn, Nginx, deployed_site, free_port
+from tests.support.systemd import environment_file
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -20,15 +22,15 @@ class Stack:
     def __init__(self, database_url):
         self.dir = Path(tempfile.mkdtemp(prefix="e2e-stack-"))
         os.chmod(self.dir, 0o755)
+        # The deployment's own settings file, read as systemd reads it, and what differs
+        # on this machine: the database, a key in place of the placeholder, backends.
         self.env = {
             **os.environ,
+            **environment_file(ROOT / "deploy" / "applications-api.env"),
             "DATABASE_URL": database_url,
-            "APP_ENV": "production",
             "APP_PROXY_SIGNING_KEY": SIGNING_KEY,
-            "TRUSTED_PROXIES": "1",
-            "APP_PROXY_TRANSFER": "nginx",
             # the test backends listen on loopback, which production denies by default
-            "APP_PROXY_DENIED_NETWORKS": "169.254.0.0/16,fe80::/10",
+            "APP_PROXY_DENIED_NETWORKS": "169.254.0.0/16,fe80::/10,0.0.0.0/8,::/128",
             "PROMETHEUS_MULTIPROC_DIR": str(self.dir / "metrics"),
             "LOG_LEVEL": "INFO",
         }

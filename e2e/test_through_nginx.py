@@ -223,6 +223,14 @@ def test_an_invalid_setting_stops_start_up_with_one_line():
             "configuration error: APP_PROXY_SIGNING_KEY:",
         ),
         ({"GUNICORN_WORKERS": "many"}, "configuration error: GUNICORN_WORKERS:"),
+        (
+            {"GUNICORN_WORKERS": "4   # about one per core"},
+            "configuration error: GUNICORN_WORKERS:",
+        ),
+        (
+            {"APP_PROXY_SIGNING_KEY": "REPLACE_WITH_64_HEX_DIGITS"},
+            "configuration error: APP_PROXY_SIGNING_KEY: replace the placeholder",
+        ),
     ):
         result = start_gunicorn_with(changes)
         assert result.returncode != 0
@@ -285,3 +293,31 @@ def test_a_malformed_chunked_upload_to_gunicorn_alone_is_a_json_400(
     assert status_line.startswith(b"HTTP/1.1 400"), reply[:300]
     assert json.loads(rest.partition(b"\r\n\r\n")[2])["code"] == 400
     assert b"Traceback" not in stack.gunicorn_alone().log.read_bytes()
+
+
+def check_deployment(*args):
+    return subprocess.run(
+        [ROOT / "scripts" / "check-deployment.sh", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_guide_s_check_passes_on_the_deployment(stack, staff, upstream):
+    """The last step of docs/deployment.md, run as the guide says."""
+    app_id = proxied_app(stack, staff, upstream)
+    upstream.answer = lambda handler, record: send(handler, 200, b"ok")
+    token = staff["Authorization"].removeprefix("Token ")
+    done = check_deployment(stack.url, token, str(app_id))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("ok:") == 3
+    assert upstream.last.path.startswith("/")
+
+
+def test_the_guide_s_check_says_what_a_refusal_means(stack, staff):
+    token = staff["Authorization"].removeprefix("Token ")
+    done = check_deployment(stack.url, token, "999999")
+    assert done.returncode == 1
+    assert "app_proxy answered 404" in done.stderr
+    assert check_deployment(stack.url, "not-a-token").returncode == 1

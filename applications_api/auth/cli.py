@@ -5,6 +5,7 @@ request (the caches hear of it: applications_api/cache.py).
 """
 
 from datetime import datetime
+from pathlib import Path
 
 import click
 from flask import Blueprint
@@ -12,7 +13,7 @@ from sqlalchemy import delete, select
 
 from ..database import db
 from .models import Token, User
-from .tokens import issue_token
+from .tokens import issue_token, key_digest
 
 commands = Blueprint("auth_commands", __name__, cli_group=None)
 
@@ -20,14 +21,37 @@ commands = Blueprint("auth_commands", __name__, cli_group=None)
 @commands.cli.command("create-token")
 @click.argument("username")
 @click.option("--staff", is_flag=True, help="Allow the user to create, update and delete.")
-def create_token(username: str, staff: bool) -> None:
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Reuse the key kept in this file while it still authenticates USERNAME (as "
+    "staff with --staff); else keep the new key there (readable by its owner only).",
+)
+def create_token(username: str, staff: bool, key_file: Path | None) -> None:
     """Create USERNAME when missing and print a new API key (the last line)."""
     username = username.strip()
     if not 1 <= len(username) <= 150:
         raise click.BadParameter("must be 1 to 150 characters", param_hint="USERNAME")
-    key = issue_token(username, staff=staff)
+    kept = key_file.read_text().strip() if key_file and key_file.is_file() else ""
+    if kept and _authenticates(kept, username, staff):
+        key = kept
+    else:
+        key = issue_token(username, staff=staff)
+        if key_file:
+            key_file.touch(mode=0o600)
+            key_file.write_text(key + "\n")
     click.echo(f"Token for {username}{' (staff)' if staff else ''}:")
     click.echo(key)
+
+
+def _authenticates(key: str, username: str, staff: bool) -> bool:
+    """Whether `key` is a token of the active user `username` (a staff one if `staff`)."""
+    user = db.session.scalar(
+        select(User)
+        .join(Token, Token.user_id == User.id)
+        .where(Token.key_digest == key_digest(key), User.username == username)
+    )
+    return user is not None and user.is_active and (user.is_staff or not staff)
 
 
 @commands.cli.command("list-tokens")
@@ -93,11 +117,15 @@ def activate_user(username: str) -> None:
 @click.option(
     "--on/--off",
     "staff",
-    required=True,
+    default=None,
     help="Whether USERNAME may create, update and delete applications.",
 )
-def set_staff(username: str, staff: bool) -> None:
+def set_staff(username: str, staff: bool | None) -> None:
     """Promote USERNAME to staff (--on) or demote it to reader (--off)."""
+    if staff is None:
+        raise click.UsageError(
+            "say --on (USERNAME may create, update and delete) or --off (reads only)"
+        )
     _set(username, is_staff=staff)
 
 

@@ -60,10 +60,34 @@ def test_deactivate_activate_and_set_staff(app, runner, client):
         (["activate-user", "nobody"], "no user is named 'nobody'"),
         (["set-staff", "nobody", "--on"], "no user is named 'nobody'"),
         (["list-tokens", "nobody"], "no user is named 'nobody'"),
-        (["set-staff", "nobody"], "Missing option '--on'"),
+        (["set-staff", "nobody"], "say --on"),
     ],
 )
 def test_refusals_name_what_is_wrong(app, runner, args, message):
     result = runner.invoke(args=args)
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_set_staff_says_it_needs_on_or_off(runner):
+    result = runner.invoke(args=["set-staff", "bob"])
+    assert result.exit_code == 2
+    assert "--on" in result.output and "--off" in result.output
+    assert "Missing option" not in result.output
+
+
+def test_create_token_keeps_reusing_its_key_file_while_the_key_works(app, runner, tmp_path):
+    key_file = tmp_path / "staff-token"
+    first = run(runner, "create-token", "admin", "--staff", "--key-file", str(key_file))
+    key = first.splitlines()[-1]
+    assert key_file.read_text().strip() == key
+    assert key_file.stat().st_mode & 0o077 == 0  # its owner's only
+    again = run(runner, "create-token", "admin", "--staff", "--key-file", str(key_file))
+    assert again.splitlines()[-1] == key
+    run(runner, "revoke-token", key[:8])
+    renewed = run(runner, "create-token", "admin", "--staff", "--key-file", str(key_file))
+    assert renewed.splitlines()[-1] != key
+    assert key_file.read_text().strip() == renewed.splitlines()[-1]
+    run(runner, "set-staff", "admin", "--off")  # no longer what the file was kept for
+    demoted = run(runner, "create-token", "admin", "--staff", "--key-file", str(key_file))
+    assert demoted.splitlines()[-1] != renewed.splitlines()[-1]
