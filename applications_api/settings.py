@@ -65,6 +65,8 @@ class Settings:
     proxy_transfer: str
     proxy_max_in_flight: int
     proxy_max_in_flight_per_app: int
+    proxy_max_in_flight_per_caller: int
+    proxy_queue_seconds: float  # how long a request may wait for its share (bulkhead.py)
     proxy_deadline: float
     proxy_min_rate: int
     proxy_digest_max_bytes: int  # bodies read first, so the signature covers them
@@ -215,10 +217,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "APP_PROXY_SIGNING_KEY: required when APP_ENV=production "
             "(backends could not trust the proxy's identity headers)"
         )
-    # The embedded forwarder takes at most half a worker's threads, so the API keeps
-    # the other half whatever the backends and callers do.
+    # The embedded forwarder holds at most half a worker's threads in flight, so the API
+    # keeps the other half whatever the backends and callers do; one application at most
+    # three quarters of that (the others always find a slot), one caller half.
     threads = _number(env, "GUNICORN_THREADS", 8, cast=int)
     max_in_flight = _number(env, "APP_PROXY_MAX_IN_FLIGHT", max(1, threads // 2), cast=int)
+    per_app = max(1, max_in_flight - max(1, max_in_flight // 4))
     return Settings(
         environment=environment,
         trusted_proxies=_number(env, "TRUSTED_PROXIES", 0, cast=int, allow_zero=True),
@@ -237,8 +241,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         proxy_transfer=_transfer(env),
         proxy_max_in_flight=max_in_flight,
         proxy_max_in_flight_per_app=_number(
-            env, "APP_PROXY_MAX_IN_FLIGHT_PER_APP", max(1, max_in_flight // 2), cast=int
+            env, "APP_PROXY_MAX_IN_FLIGHT_PER_APP", per_app, cast=int
         ),
+        proxy_max_in_flight_per_caller=_number(
+            env, "APP_PROXY_MAX_IN_FLIGHT_PER_CALLER", max(1, max_in_flight // 2), cast=int
+        ),
+        proxy_queue_seconds=_number(env, "APP_PROXY_QUEUE_SECONDS", 5.0, allow_zero=True),
         proxy_deadline=_number(env, "APP_PROXY_DEADLINE", 300.0),
         proxy_min_rate=_number(env, "APP_PROXY_MIN_RATE", 4096, cast=int, allow_zero=True),
         proxy_digest_max_bytes=_number(

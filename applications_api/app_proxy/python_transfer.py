@@ -33,7 +33,6 @@ import re
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from typing import IO, Any, NoReturn
 from urllib.parse import urljoin
@@ -52,17 +51,25 @@ from werkzeug.exceptions import ClientDisconnected
 
 from ..observability import PROXY_UPSTREAM_DURATION, PROXY_UPSTREAM_ERRORS
 from ..settings import Settings
+from .bulkhead import Bulkhead, Busy
 from .forwarding import Target, end_to_end, fail, forwarded_headers, proxy_prefix
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
-UPLOAD_READ_SIZE = 64 * 1024
+UPLOAD_READ_SIZE = 16 * 1024  # (the watchdog sees an upload's progress a read at a time)
 POOL_SIZE = 32  # connections kept per upstream host: above gunicorn's threads per worker
 # Seconds a body may move slower than APP_PROXY_MIN_RATE at first. The watchdog sees an
 # upload's progress one read (UPLOAD_READ_SIZE) at a time, so MIN_RATE × RATE_GRACE must
 # exceed a read, or an honest client at the minimum rate could be cut (4 KiB/s × 30 s).
 RATE_GRACE = 30.0
+# Seconds a caller's body may take to deliver its first read: a declared body that does
+# not come is cut before it holds a slot for long (a read at 1.6 KB/s, a 2G link's pace).
+BODY_START = 10.0
+# What the bulkhead counts as moving (bulkhead.py): bytes a second either way, or an
+# exchange younger than MOVING_GRACE seconds.
+MOVING_RATE = 8192
+MOVING_GRACE = 0.25
 WATCHDOG_INTERVAL = 0.5
 REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})  # idempotent, when bodiless
 ENVIRON_KEY = "applications_api.app_proxy.transfer"  # this request's Transfer, once admitted
@@ -82,31 +89,56 @@ class CallerBodyError(Exception):
 
 
 class Transfer:
-    """One proxied exchange in flight: what the watchdog watches and may cut."""
+    """One proxied exchange in flight: what the bulkhead admits, the watchdog watches and
+    may cut."""
 
-    def __init__(self, app_id: int, caller_socket: socket.socket | None, deadline: float) -> None:
-        self.app_id = app_id
+    def __init__(
+        self, app_id: int, caller: int, caller_socket: socket.socket | None, deadline: float
+    ) -> None:
+        self.app_id, self.caller = app_id, caller
         self.caller_socket = caller_socket
-        self.deadline = time.monotonic() + deadline
+        self.started = time.monotonic()
+        self.deadline = self.started + deadline
         # the backend's urllib3 response, once it answered
         self.upstream: HTTPResponse | None = None
         self.cut_reason: str | None = None
         self.body_started: float | None = None  # monotonic time a body began to move; None between
+        self.uploading = False  # the body moving is the caller's
         self.body_bytes = 0
+        self.total_bytes = 0  # both ways, all along
+        self.rate = 0.0  # bytes a second over the watchdog's last interval
+        self.sampled = (self.started, 0)
 
-    def moving_body(self) -> None:
-        self.body_started, self.body_bytes = time.monotonic(), 0
+    def moving_body(self, upload: bool = False) -> None:
+        self.body_started, self.body_bytes, self.uploading = time.monotonic(), 0, upload
 
     def waiting(self) -> None:
         self.body_started = None  # waiting for the backend is bounded by its own timeout
 
     def moved(self, count: int) -> None:
         self.body_bytes += count
+        self.total_bytes += count
+
+    def sample(self, now: float) -> None:
+        """The rate since the last sample (the watchdog's)."""
+        then, total = self.sampled
+        if now > then:
+            self.rate = (self.total_bytes - total) / (now - then)
+        self.sampled = (now, self.total_bytes)
+
+    def moving(self, now: float) -> bool:
+        then, total = self.sampled  # (and the rate since then: a young exchange has one too)
+        current = (self.total_bytes - total) / max(now - then, 0.001)
+        return now - self.started < MOVING_GRACE or max(self.rate, current) >= MOVING_RATE
 
     def overdue(self, now: float, min_rate: int) -> str | None:
         if now > self.deadline:
             return "deadline"
-        if min_rate and self.body_started is not None:
+        if self.body_started is None:
+            return None
+        if self.uploading and not self.body_bytes and now - self.body_started > BODY_START:
+            return "too_slow"
+        if min_rate:
             elapsed = now - self.body_started - RATE_GRACE
             if elapsed > 0 and self.body_bytes < min_rate * elapsed:
                 return "too_slow"
@@ -130,9 +162,13 @@ class Transfer:
 class PythonTransfer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.lock = threading.Lock()
-        self.active: set[Transfer] = set()
-        self.per_app: Counter[int] = Counter()  # transfers in flight by application
+        self.bulkhead = Bulkhead(
+            settings.proxy_max_in_flight,
+            settings.proxy_max_in_flight_per_app,
+            settings.proxy_max_in_flight_per_caller,
+            settings.proxy_queue_seconds,
+        )
+        self.start_lock = threading.Lock()
         self.adapter: HTTPAdapter | None = None
         self.watchdog: threading.Thread | None = None
 
@@ -156,39 +192,36 @@ class PythonTransfer:
 
     # -- the bulkhead ---------------------------------------------------------------
 
-    def _admit(self, app_id: int) -> Transfer:
-        """A Transfer for this request, or 503 at once when the bulkhead is full."""
-        with self.lock:
-            full = len(self.active) >= self.settings.proxy_max_in_flight
-            app_full = self.per_app[app_id] >= self.settings.proxy_max_in_flight_per_app
-            if not (full or app_full):
-                transfer = Transfer(app_id, _caller_socket(), self.settings.proxy_deadline)
-                request.environ[ENVIRON_KEY] = transfer
-                self.active.add(transfer)
-                self.per_app[app_id] += 1
-                self._start_once()
-                return transfer
-        PROXY_UPSTREAM_ERRORS.labels(app_id, "busy").inc()
-        _stop_reading_caller()
-        which = "this application's" if app_full else "app_proxy's"
-        abort(
-            503,
-            message=f"Too many proxied requests in flight ({which} share of this "
-            "worker is taken); retry shortly.",
-            headers={"Retry-After": "1"},
+    def _admit(self, target: Target) -> Transfer:
+        """A Transfer for this request within the bulkhead, or its 503."""
+        transfer = Transfer(
+            target.app_id, target.user_id, _caller_socket(), self.settings.proxy_deadline
         )
+        self._start_once()
+        try:
+            self.bulkhead.admit(transfer)
+        except Busy as busy:
+            PROXY_UPSTREAM_ERRORS.labels(target.app_id, "busy").inc()
+            _stop_reading_caller()
+            abort(
+                503,
+                message=f"Too many proxied requests in flight ({busy.share} share of this "
+                "worker is taken); retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+        request.environ[ENVIRON_KEY] = transfer
+        return transfer
 
     def _release(self, transfer: Transfer) -> None:
-        with self.lock:
-            if transfer in self.active:
-                self.active.discard(transfer)
-                self.per_app[transfer.app_id] -= 1
-                if not self.per_app[transfer.app_id]:
-                    del self.per_app[transfer.app_id]  # bounded by what is in flight
+        self.bulkhead.release(transfer)
 
     def _start_once(self) -> None:
         """Per process, after gunicorn forks: the connection pools and the watchdog."""
-        if self.watchdog is None:
+        if self.watchdog is not None:
+            return
+        with self.start_lock:
+            if self.watchdog is not None:
+                return
             adapter = _Adapter(pool_connections=64, pool_maxsize=POOL_SIZE, max_retries=0)
             adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
             self.adapter = adapter
@@ -201,9 +234,11 @@ class PythonTransfer:
         while True:
             time.sleep(WATCHDOG_INTERVAL)
             now = time.monotonic()
-            with self.lock:
-                transfers = list(self.active)
+            with self.bulkhead.changed:
+                transfers = list(self.bulkhead.active)
             for transfer in transfers:
+                assert isinstance(transfer, Transfer)
+                transfer.sample(now)
                 reason = transfer.overdue(now, self.settings.proxy_min_rate)
                 if reason and transfer.cut_reason is None:
                     log.warning("app_proxy %s: transfer cut: %s", transfer.app_id, reason)
@@ -215,7 +250,7 @@ class PythonTransfer:
 
     def forward(self, app_id: int, target: Target) -> Response:
         """Send this request to target and stream the answer back, within the bulkhead."""
-        transfer = self._admit(app_id)
+        transfer = self._admit(target)
         try:
             upstream = self._send(transfer, target)
             response = self._response(transfer, upstream, target)
@@ -244,7 +279,7 @@ class PythonTransfer:
         try:
             for attempt in (1, 2):
                 if read is None and body is not None:  # streams: the watchdog times it
-                    transfer.moving_body()
+                    transfer.moving_body(upload=True)
                 try:
                     prepared = _Prepared(target.server_name)
                     # To the address the check approved: no second lookup for DNS
@@ -443,7 +478,7 @@ def _request_body(
     body = _CountedBody(request.stream, transfer, length)
     if length > digest_max_bytes:
         return body, None
-    transfer.moving_body()
+    transfer.moving_body(upload=True)
     data = bytearray()
     while len(data) < length:
         chunk = body.read(min(length - len(data), UPLOAD_READ_SIZE))

@@ -17,36 +17,42 @@ INT64 = validate.Range(min=-(2**63), max=2**63 - 1)
 # PostgreSQL text cannot hold NUL. As patterns, the rules show in the OpenAPI document
 # (one pattern a field, with explicit classes that Python and JavaScript read alike).
 NO_NUL = validate.Regexp(r"^[^\x00]*$", error="Must not contain NUL characters.")
-NOT_BLANK = validate.Regexp(
-    r"^[^\x00]*[^\x00\t\n\v\f\r ][^\x00]*$",
-    error="Must not be blank, nor contain NUL characters.",
-)
-
 
 # Bidirectional controls reorder how the text around them is shown (an RTL override
 # makes "Shop\u202egnp.exe" read "Shopexe.png"): never in a name.
-BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
+BIDI_CONTROLS = r"\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 # Letters fonts draw as nothing (Hangul fillers, the blank braille pattern).
-BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+BLANK_LETTERS = "\u115f\u1160\u3164\uffa0\u2800"
 
 
-def _renders(char: str) -> bool:
-    """Whether `char` shows as something: not a space or separator (Z*), a control or
-    format character (Cc, Cf: zero-width spaces and joiners), nor a blank letter."""
-    return unicodedata.category(char) not in ("Zs", "Zl", "Zp", "Cc", "Cf") and (
-        char not in BLANK_LETTERS
+def _showing_nothing() -> str:
+    """A regular expression class of the characters (of the Basic Multilingual Plane)
+    that show as nothing: spaces and separators (Z*), controls and format characters
+    (Cc, Cf: zero-width spaces and joiners), and BLANK_LETTERS."""
+    codes = [
+        code
+        for code in range(0x10000)
+        if unicodedata.category(chr(code)) in ("Zs", "Zl", "Zp", "Cc", "Cf")
+        or chr(code) in BLANK_LETTERS
+    ]
+    ranges: list[tuple[int, int]] = []
+    for code in codes:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+    return "".join(
+        f"\\u{first:04x}" if first == last else f"\\u{first:04x}-\\u{last:04x}"
+        for first, last in ranges
     )
 
 
-def shows_as_text(value: str) -> str:
-    """A name a person can read: something visible in it, no bidirectional control."""
-    if any(char in BIDI_CONTROLS for char in value):
-        raise ma.ValidationError("Must not contain bidirectional control characters.")
-    if not any(_renders(char) for char in value):
-        raise ma.ValidationError("Must not be blank, nor only characters that show as nothing.")
-    return value
+# A name a person can read: something in it that shows, no NUL, no bidirectional control.
+SHOWS_AS_TEXT = validate.Regexp(
+    rf"^[^\x00{BIDI_CONTROLS}]*[^{_showing_nothing()}][^\x00{BIDI_CONTROLS}]*$",
+    error="Must show as text: not blank, nor only characters that show as nothing "
+    "(zero-width or ideographic spaces, fillers), with no NUL or bidirectional control.",
+)
 
 
 class WholeNumber(ma.fields.Integer):

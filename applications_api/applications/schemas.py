@@ -11,7 +11,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from ..api import MAX_ID, PagedArgsSchema
-from .fields import INT64, NOT_BLANK, Config, Text, WholeNumber, shows_as_text
+from .fields import INT64, SHOWS_AS_TEXT, Config, Text, WholeNumber
 from .filters import FILTER_FIELDS, SORT_COLUMNS
 from .models import APPLICATION_TYPES, NAME_MAX_LENGTH, RELATED_ID_MAX_LENGTH
 from .secrets import MASK, Matcher, masked, patterns
@@ -27,7 +27,7 @@ class ApplicationFieldsSchema(ma.Schema):
     REQUIRED: tuple[str, ...] = ()
 
     name = ma.fields.String(
-        validate=[NOT_BLANK, shows_as_text, validate.Length(min=1, max=NAME_MAX_LENGTH)],
+        validate=[SHOWS_AS_TEXT, validate.Length(min=1, max=NAME_MAX_LENGTH)],
         metadata={"example": "Shop front"},
     )
     application_type = ma.fields.String(

@@ -26,14 +26,16 @@ def test_defaults():
     ]
     assert settings.proxy_transfer == "python"
     assert settings.proxy_max_in_flight == 4  # half of gunicorn's 8 threads
-    assert settings.proxy_max_in_flight_per_app == 2
+    assert settings.proxy_max_in_flight_per_app == 3  # three quarters of those
+    assert settings.proxy_max_in_flight_per_caller == 2  # half
+    assert settings.proxy_queue_seconds == 5
     assert settings.proxy_deadline == 300
     assert settings.proxy_min_rate == 4096
 
 
 def test_the_proxy_bulkhead_follows_gunicorns_threads():
     settings = load_settings({"GUNICORN_THREADS": "16", "APP_PROXY_TRANSFER": "NGINX"})
-    assert (settings.proxy_max_in_flight, settings.proxy_max_in_flight_per_app) == (8, 4)
+    assert (settings.proxy_max_in_flight, settings.proxy_max_in_flight_per_app) == (8, 6)
     assert settings.proxy_transfer == "nginx"
     one_thread = load_settings({"GUNICORN_THREADS": "1"})
     assert (one_thread.proxy_max_in_flight, one_thread.proxy_max_in_flight_per_app) == (1, 1)

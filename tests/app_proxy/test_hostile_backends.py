@@ -193,4 +193,4 @@ def test_an_answer_the_server_refuses_to_send_still_gives_back_its_slot(
     with pytest.raises(RuntimeError):
         proxy.app.wsgi_app(environ, refusing)
     assert len(upstream.received) == 1
-    assert not transfer.active
+    assert not transfer.bulkhead.active

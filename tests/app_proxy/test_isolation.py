@@ -71,7 +71,11 @@ def test_a_dropped_pooled_connection_is_retried_once_for_a_get_never_for_a_post(
 def test_the_bulkhead_answers_503_at_once_and_the_api_keeps_answering(
     proxy_with, create, staff, reader, upstream
 ):
-    bounded = proxy_with(APP_PROXY_MAX_IN_FLIGHT="2", APP_PROXY_MAX_IN_FLIGHT_PER_APP="1")
+    bounded = proxy_with(
+        APP_PROXY_MAX_IN_FLIGHT="2",
+        APP_PROXY_MAX_IN_FLIGHT_PER_APP="1",
+        APP_PROXY_MAX_IN_FLIGHT_PER_CALLER="2",
+    )
     busy = create(is_proxy_available=True, config={"web_url": f"{upstream.url}/busy/"})
     other = create(is_proxy_available=True, config={"web_url": f"{upstream.url}/other/"})
     release = threading.Event()
