@@ -11,6 +11,7 @@ requests split between the two workers, since an unbalanced split halves through
 
 import argparse
 import collections
+import contextlib
 import os
 import random
 import re
@@ -443,33 +444,32 @@ def https_scenarios(args, env, decider, report):
     """A 1 KiB GET from an https backend (a throwaway CA): through the nginx transfer
     (deploy/nginx.conf in front of `decider`), and through nginx's own proxy_pass with
     upstream keep-alive to the same backend, the floor of a proxy hop."""
-    folder = Path(tempfile.mkdtemp(prefix="bench-tls-"))
-    ca = throwaway_ca(folder)
-    backend = static_nginx(
-        8108, {"1k.bin": 1024}, tls=server_certificate(folder, "backend", "DNS:localhost")
-    )
-    hop = keepalive_proxy_nginx(8109, 8108, "localhost", ca)
-    site = deployed_site(8110, decider.port, proxy_ssl_trusted_certificate=ca)
-    front = Nginx(site, 8110, ready_path="/api/v1/healthcheck/")
-    try:
+    with contextlib.ExitStack() as servers:
+        folder = Path(tempfile.mkdtemp(prefix="bench-tls-"))
+        servers.callback(shutil.rmtree, folder, ignore_errors=True)
+        ca = throwaway_ca(folder)
+        certificate = server_certificate(folder, "backend", "DNS:localhost")
+        backend = static_nginx(8108, {"1k.bin": 1024}, tls=certificate)
+        servers.callback(backend.stop)
+        servers.callback(keepalive_proxy_nginx(8109, 8108, "localhost", ca).stop)
+        site = deployed_site(8110, decider.port, proxy_ssl_trusted_certificate=ca)
+        servers.callback(Nginx(site, 8110, ready_path="/api/v1/healthcheck/").stop)
         auth = {"Authorization": f"Token {env['BENCH_TOKEN']}"}
         app_id = register_backend(decider.url, auth, "https://localhost:8108/", "https backend")
+        path = f"/api/v1/app_proxy/{app_id}/1k.bin"
         before = accepted_connections(backend, ca)
-        through = wrk(Direct(8110), f"/api/v1/app_proxy/{app_id}/1k.bin", args, env)
+        through = wrk(Direct(8110), path, args, env)
         opened = accepted_connections(backend, ca) - before - 1
         floor = wrk(Direct(8109), "/1k.bin", args, env)
-        report.add("nginx proxy: https 1 KiB GET", through)
-        report.add("nginx proxy_pass: https 1 KiB GET", floor)
-        report.note(
-            f"https 1 KiB GET: nginx transfer {through['rps'] / floor['rps']:.0%} of nginx "
-            f"proxy_pass with keep-alive; {through['requests']} GETs opened {opened} TLS "
-            "connections to the backend"
-        )
-    finally:
-        front.stop()
-        hop.stop()
-        backend.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        decisions = wrk(decider, path, args, env)  # gunicorn's 204s, without nginx
+    report.add("nginx proxy: https 1 KiB GET", through)
+    report.add("nginx proxy_pass: https 1 KiB GET", floor)
+    report.add("its decision alone (204)", decisions)
+    report.note(
+        f"https 1 KiB GET through the nginx transfer: {through['rps'] / floor['rps']:.0%} "
+        f"of nginx proxy_pass with keep-alive, {through['rps'] / decisions['rps']:.0%} of "
+        f"its decision alone; {through['requests']} GETs opened {opened} TLS connections"
+    )
 
 
 def paired(report, name, api, floor, path, args, env, script):

@@ -63,8 +63,11 @@ server {{
         proxy_ssl_name {name};
         proxy_ssl_verify on;
         proxy_ssl_trusted_certificate {ca};
+        proxy_request_buffering off;
         proxy_buffering off;
+        client_body_buffer_size 256k;
         proxy_buffer_size 256k;
+        proxy_buffers 4 256k;
     }}
 }}
 """
@@ -91,11 +94,12 @@ def static_nginx(port, files, tls=None):
     # (its readiness is asked over plain http: an https port answers that with a 400)
     server = Nginx(SITE.format(port=port, tls=listen), port, prefix=prefix)
     if tls:
-        server.url = f"https://127.0.0.1:{port}"
+        server.url = f"https://localhost:{port}"  # (the certificate's name)
     return server
 
 
-def accepted_connections(server, ca=None):
-    """Connections `server` (static_nginx) accepted so far, its own /status among them."""
-    status = requests.get(f"{server.url}/status", verify=ca or True, timeout=10).text
+def accepted_connections(server, ca):
+    """Connections the https `server` (static_nginx) accepted so far, this one's among
+    them; `ca` signed its certificate."""
+    status = requests.get(f"{server.url}/status", verify=str(ca), timeout=10).text
     return int(re.search(r"\n\s*(\d+) \d+ \d+", status).group(1))
