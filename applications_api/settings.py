@@ -6,6 +6,7 @@ stops with a message an operator can act on.
 
 import ipaddress
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ DEFAULT_DENIED_NETWORKS = "169.254.0.0/16,fe80::/10,0.0.0.0/8,::/128"
 # (gunicorn's /metrics past nginx's allow-list). Development keeps it open for local work.
 PRODUCTION_DENIED_NETWORKS = "127.0.0.0/8,::1/128," + DEFAULT_DENIED_NETWORKS
 LOOPBACK = ("127.0.0.0/8", "::1/128")
+# Debian's bundle of the system's CAs: the file deploy/nginx.conf trusts for backends too.
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 # deploy/applications-api.env's value until the operator puts a secret there.
@@ -70,6 +73,7 @@ class Settings:
     proxy_deadline: float
     proxy_min_rate: int
     proxy_digest_max_bytes: int  # bodies read first, so the signature covers them
+    proxy_ca_bundle: str  # PEM file of the CAs trusted for https backends
     application_secret_keys: tuple  # lower-case fnmatch patterns of config keys to mask
     log_level: str
     metrics_multiproc_dir: str  # PROMETHEUS_MULTIPROC_DIR: workers' shared metrics (gunicorn)
@@ -197,6 +201,21 @@ def _transfer(env: Mapping[str, str]) -> str:
     return transfer
 
 
+def _ca_bundle(env: Mapping[str, str]) -> str:
+    path = env.get("APP_PROXY_CA_BUNDLE", "").strip()
+    if not path:
+        return SYSTEM_CA_BUNDLE
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError:
+        raise SettingsError(
+            f"APP_PROXY_CA_BUNDLE: {path!r} holds no PEM certificate OpenSSL can read"
+        ) from None
+    except OSError as error:
+        raise SettingsError(f"APP_PROXY_CA_BUNDLE: {path!r}: {error.strerror}") from None
+    return path
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from a mapping of environment variables (os.environ by default)."""
     env = os.environ if env is None else env
@@ -252,6 +271,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         proxy_digest_max_bytes=_number(
             env, "APP_PROXY_DIGEST_MAX_BYTES", 1024 * 1024, cast=int, allow_zero=True
         ),
+        proxy_ca_bundle=_ca_bundle(env),
         application_secret_keys=_secret_keys(env),
         log_level=log_level,
         metrics_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),

@@ -11,6 +11,7 @@ requests split between the two workers, since an unbalanced split halves through
 
 import argparse
 import collections
+import contextlib
 import os
 import random
 import re
@@ -18,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,8 +27,14 @@ from pathlib import Path
 import psycopg
 import requests
 
-from bench.upstream_nginx import plain_proxy_nginx, static_nginx
+from bench.upstream_nginx import (
+    accepted_connections,
+    keepalive_proxy_nginx,
+    plain_proxy_nginx,
+    static_nginx,
+)
 from tests.support.servers import ROOT, Nginx, deployed_site, register_backend, wait_until_up
+from tests.support.tls import server_certificate, throwaway_ca
 
 BIN = Path(sys.executable).parent
 LUA = ROOT / "bench" / "lua"
@@ -249,11 +257,16 @@ def wrk(server, path, args, env, script=None):
     if proc.returncode:
         raise RuntimeError(f"wrk failed: {output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    requests_sent = int(re.search(r"(\d+) requests in", output).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        # answered, not refused: an error answer is a failure, not throughput
+        "rps": rps * (requests_sent - errors) / max(requests_sent, 1),
+        "requests": requests_sent,
         "p50": to_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)),
         "p99": to_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)),
-        "errors": int(non_2xx.group(1)) if non_2xx else 0,
+        "errors": errors,
         "split": split,
     }
 
@@ -387,6 +400,7 @@ def proxy_scenarios(args, env, api, floor, report):
         report.add("nginx proxy: 1 KiB GET", behind_nginx)
         report.floor("embedded proxy: 1 KiB GET", floor_proxy)
         report.floor("nginx proxy: 1 KiB GET", floor_proxy)
+        https_scenarios(args, env, decider, report)
         rates = median_rates(
             {
                 "direct: 10 MiB download": ("GET", f"{static.url}/10m.bin", {}),
@@ -424,6 +438,38 @@ def proxy_scenarios(args, env, api, floor, report):
         front.stop()
         decider.stop()
         static.stop()
+
+
+def https_scenarios(args, env, decider, report):
+    """A 1 KiB GET from an https backend (a throwaway CA): through the nginx transfer
+    (deploy/nginx.conf in front of `decider`), and through nginx's own proxy_pass with
+    upstream keep-alive to the same backend, the floor of a proxy hop."""
+    with contextlib.ExitStack() as servers:
+        folder = Path(tempfile.mkdtemp(prefix="bench-tls-"))
+        servers.callback(shutil.rmtree, folder, ignore_errors=True)
+        ca = throwaway_ca(folder)
+        certificate = server_certificate(folder, "backend", "DNS:localhost")
+        backend = static_nginx(8108, {"1k.bin": 1024}, tls=certificate)
+        servers.callback(backend.stop)
+        servers.callback(keepalive_proxy_nginx(8109, 8108, "localhost", ca).stop)
+        site = deployed_site(8110, decider.port, proxy_ssl_trusted_certificate=ca)
+        servers.callback(Nginx(site, 8110, ready_path="/api/v1/healthcheck/").stop)
+        auth = {"Authorization": f"Token {env['BENCH_TOKEN']}"}
+        app_id = register_backend(decider.url, auth, "https://localhost:8108/", "https backend")
+        path = f"/api/v1/app_proxy/{app_id}/1k.bin"
+        before = accepted_connections(backend, ca)
+        through = wrk(Direct(8110), path, args, env)
+        opened = accepted_connections(backend, ca) - before - 1
+        floor = wrk(Direct(8109), "/1k.bin", args, env)
+        decisions = wrk(decider, path, args, env)  # gunicorn's 204s, without nginx
+    report.add("nginx proxy: https 1 KiB GET", through)
+    report.add("nginx proxy_pass: https 1 KiB GET", floor)
+    report.add("its decision alone (204)", decisions)
+    report.note(
+        f"https 1 KiB GET through the nginx transfer: {through['rps'] / floor['rps']:.0%} "
+        f"of nginx proxy_pass with keep-alive, {through['rps'] / decisions['rps']:.0%} of "
+        f"its decision alone; {through['requests']} GETs opened {opened} TLS connections"
+    )
 
 
 def paired(report, name, api, floor, path, args, env, script):

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# End-to-end: installs nginx, Chromium and chromedriver (Debian packages) when missing,
-# starts PostgreSQL when down, and runs e2e/ against gunicorn behind nginx on a fresh
-# database.
+# End-to-end: installs nginx with its Lua module, Chromium and chromedriver (Debian
+# packages) when missing, starts PostgreSQL when down, and runs e2e/ against gunicorn
+# behind nginx on a fresh database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh requirements-dev.txt
 
 scripts/ensure-package.sh nginx nginx-light
+scripts/ensure-package.sh /usr/lib/nginx/modules/ngx_http_lua_module.so libnginx-mod-http-lua
 # Without Chromium only the Swagger UI tests are skipped (they say why), so a failed
 # install is a warning, not the end of the run.
 scripts/ensure-package.sh chromium chromium || echo "warning: Chromium did not install"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets up and runs the test suite: SQLite by default, PostgreSQL when DATABASE_URL
-# points there; installs nginx (Debian's nginx-light) when missing. Extra arguments go
-# to pytest.
+# points there; installs nginx and its Lua module (Debian's nginx-light and
+# libnginx-mod-http-lua) when missing. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh requirements-dev.txt
 scripts/ensure-package.sh nginx nginx-light  # app_proxy is tested through nginx too
+scripts/ensure-package.sh /usr/lib/nginx/modules/ngx_http_lua_module.so libnginx-mod-http-lua
 exec .venv/bin/python -m pytest "$@"

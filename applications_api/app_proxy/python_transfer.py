@@ -294,6 +294,7 @@ class PythonTransfer:
                         prepared,
                         stream=True,
                         timeout=(settings.proxy_connect_timeout, settings.proxy_read_timeout),
+                        verify=settings.proxy_ca_bundle,
                     )
                     break
                 except CallerBodyError as error:

@@ -31,6 +31,7 @@ def test_defaults():
     assert settings.proxy_queue_seconds == 5
     assert settings.proxy_deadline == 300
     assert settings.proxy_min_rate == 4096
+    assert settings.proxy_ca_bundle == "/etc/ssl/certs/ca-certificates.crt"  # nginx's too
 
 
 def test_the_proxy_bulkhead_follows_gunicorns_threads():
@@ -79,6 +80,9 @@ def test_database_urls_as_platforms_hand_them_out(given, expected):
         ("APP_PROXY_MAX_IN_FLIGHT_PER_APP", "many"),
         ("APP_PROXY_DEADLINE", "0"),
         ("APP_PROXY_MIN_RATE", "-1"),
+        ("APP_PROXY_CA_BUNDLE", "/nonexistent/cas.pem"),
+        ("APP_PROXY_CA_BUNDLE", "/"),
+        ("APP_PROXY_CA_BUNDLE", __file__),  # a file, but no certificate in it
     ],
 )
 def test_an_invalid_setting_names_itself(name, value):

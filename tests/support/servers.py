@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 NGINX_MAIN = """
 daemon off;
 worker_processes 1;
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 1024; }}

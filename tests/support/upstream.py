@@ -22,6 +22,7 @@ class Received:
     body: bytes = b""
     chunked: bool = False
     header_list: list = field(default_factory=list)
+    connection: int = 0  # which of the server's connections it came on (1, 2, ...)
 
 
 def echo(handler, record):
@@ -83,6 +84,9 @@ class Upstream:
         self.answer = echo
         self.connections = 0
         self.drop_reused = False  # close a kept-alive connection when its next request comes
+        # Seconds a kept-alive connection may idle: a request coming later is dropped
+        # unanswered, as when a backend's idle timeout closes it under the request.
+        self.idle_timeout = None
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -91,6 +95,7 @@ class Upstream:
             def setup(self):
                 super().setup()
                 upstream.connections += 1
+                self.number = upstream.connections
 
             def log_message(self, *args):
                 pass
@@ -99,6 +104,10 @@ class Upstream:
                 self.served = getattr(self, "served", 0) + 1
                 if upstream.drop_reused and self.served > 1:
                     self.close_connection = True  # as a short keep-alive timeout does
+                    return
+                idle = time.monotonic() - getattr(self, "answered", time.monotonic())
+                if upstream.idle_timeout is not None and idle >= upstream.idle_timeout:
+                    self.close_connection = True
                     return
                 chunked = self.headers.get("Transfer-Encoding", "").lower() == "chunked"
                 if chunked:
@@ -112,9 +121,11 @@ class Upstream:
                     body,
                     chunked,
                     list(self.headers.items()),
+                    self.number,
                 )
                 upstream.received.append(record)
                 upstream.answer(self, record)
+                self.answered = time.monotonic()
 
             def _read_chunked(self):
                 body = bytearray()
