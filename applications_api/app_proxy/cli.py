@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import click
 from flask import Blueprint
+from flask.cli import AppGroup
 
 from ..runtime import current_settings
 from . import keys, signing
@@ -13,7 +14,7 @@ from . import keys, signing
 commands = Blueprint("app_proxy_commands", __name__, cli_group=None)
 
 
-class _ListsUnlessAsked(click.Group):
+class _ListsUnlessAsked(AppGroup):
     """`app-proxy-key APP_ID` is `app-proxy-key list APP_ID`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -26,6 +27,9 @@ class _ListsUnlessAsked(click.Group):
 def app_proxy_key() -> None:
     """An application's app_proxy signing keys: `app-proxy-key APP_ID` lists them,
     `app-proxy-key rotate APP_ID` makes the next one."""
+
+
+def _require_secret() -> None:
     if not current_settings().proxy_signing_key:
         raise click.ClickException(
             "APP_PROXY_SIGNING_KEY is not set: a key derived from nothing proves nothing."
@@ -38,6 +42,7 @@ def list_keys(app_id: int) -> None:
     """List application APP_ID's key versions: keyid, algorithm, state, when it signs
     from and until, and the key its backend verifies with (an HMAC key in hex, an
     ed25519 public key as in the JWKS)."""
+    _require_secret()
     if not keys.exists(app_id):
         raise click.ClickException(f"application {app_id} does not exist")
     for version in keys.read_versions(app_id):
@@ -67,6 +72,7 @@ def rotate(
     """Make application APP_ID's next key (or every application's, with --all): published
     now, signing 5 minutes later beside the current key, which retires after the grace
     period; with --now, signing at once and the current key retired."""
+    _require_secret()
     if (app_id is None) == (not every):
         raise click.UsageError("give an APP_ID or --all, not both")
     refused = 0

@@ -138,6 +138,30 @@ def test_a_signature_captured_at_one_application_fails_at_another(
         other_backend.close()
 
 
+def test_a_captured_request_verifies_once_with_a_seen_set(
+    proxy, reader, proxied, upstream, verifiers
+):
+    """200 replays of a captured request, verbatim: the first is accepted, the others
+    refused by a backend that keeps the guide's seen-set; with another body, refused by
+    any backend that reads the body (it is covered on both transfers)."""
+    app_id, body = proxied["id"], b'{"qty": 1}'
+    assert send_raw(proxy.url, "POST", prefix(app_id) + "orders", reader, body) == 200
+    captured = upstream.last
+    assert send_raw(proxy.url, "POST", prefix(app_id) + "orders", reader, body) == 200
+    nonces = [
+        re.search(r'nonce="([^"]+)"', received.headers["Signature-Input"]).group(1)
+        for received in upstream.received
+    ]
+    assert len(set(nonces)) == 2 and all(len(nonce) == 22 for nonce in nonces)
+    trusted = hmac_trusted(app_id)
+    for verifier in verifiers:
+        seen = f"replays at {proxy.via}"
+        verdicts = [verifier.user(captured, trusted, captured.body, seen) for _ in range(200)]
+        assert verdicts[0] is not None and verdicts[1:] == [None] * 199
+        assert verifier.user(upstream.last, trusted, upstream.last.body, seen) is not None
+        assert verifier.user(captured, trusted, b'{"qty": 1000, "refund_to": "attacker"}') is None
+
+
 SIGNED = dict(method="GET", url="http://127.0.0.1:9/base/orders?a=1", user_id=7)
 
 

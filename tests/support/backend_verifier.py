@@ -124,12 +124,12 @@ class NodeVerifier:
 _python = PythonVerifier()
 
 
-def user_at(received, app_id, body=None, key=None):
-    """The user id the docs' Python verifier trusts, knowing application `app_id`'s first
-    key (the tests' deployment secret's, or `key`'s bytes), or None."""
-    trusted = hmac_trusted(app_id)
+def user_at(received, app_id, body=None, key=None, version=1):
+    """The user id the docs' Python verifier trusts, knowing application `app_id`'s HMAC
+    key of `version` (the tests' deployment secret's, or `key`'s bytes), or None."""
+    trusted = hmac_trusted(app_id, version)
     if key is not None:
-        trusted = Trusted(hmac={keys.key_id(app_id, 1): key.hex()})
+        trusted = Trusted(hmac={keys.key_id(app_id, version): key.hex()})
     return _python.user(received, trusted, body)
 
 
