@@ -20,6 +20,7 @@ replay under the other signature), `tag` (`app_proxy`).
 """
 
 import base64
+import hashlib
 import hmac
 import secrets
 import time
@@ -97,6 +98,14 @@ _NAMED = {digest: [(str(node), node) for node in nodes] for digest, nodes in _CO
 EMPTY_DIGEST = ContentDigest.create(b"")  # the digest most requests carry
 
 
+def content_digest(body: bytes) -> str:
+    """RFC 9530's sha-256 Content-Digest, as ContentDigest.create() writes it, at a
+    third of its cost (it builds and serializes a Structured Field dictionary)."""
+    if not body:
+        return EMPTY_DIGEST
+    return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
+
+
 @lru_cache(maxsize=4096)
 def _timed_params(key_id: str, algorithm: str, created: int, digest: bool) -> str:
     """The signature's parameters as Signature-Input lists them, up to the nonce."""
@@ -138,7 +147,7 @@ def identity_headers(
     headers = {USER_HEADER: str(user_id)}
     digest = body is not None
     if body is not None:
-        headers["Content-Digest"] = EMPTY_DIGEST if body == b"" else ContentDigest.create(body)
+        headers["Content-Digest"] = content_digest(body)
     values = HTTPSignatureComponentResolver(Message(method, url, headers))
     lines = "".join(f"{name}: {values.resolve(node)}\n" for name, node in _NAMED[digest])
     inputs, signatures = [], []
