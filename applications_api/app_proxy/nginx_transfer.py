@@ -31,7 +31,7 @@ from .forwarding import HOP_BY_HOP, NOT_FORWARDED, URL_PREFIX, Target
 ERROR_HEADER = "X-App-Proxy-Error"
 CONNECTION_HEADER = "X-App-Proxy-Connection"
 BUFFERED_HEADER = "X-App-Proxy-Buffered"  # nginx read the body and sends it along
-SEND_BUFFERED = "/api/v1/app_proxy/_buffered/"  # deploy/nginx.conf's location that sends it
+SEND_BUFFERED = f"{URL_PREFIX}/_buffered/"  # deploy/nginx.conf's location that sends it on
 # Caller headers nginx never passes on (deploy/nginx.conf clears or replaces them).
 DROPPED_BY_NGINX = HOP_BY_HOP | NOT_FORWARDED | {"expect", "http2-settings", "x-app-proxy-buffered"}
 
