@@ -313,3 +313,19 @@ def test_a_server_that_keeps_no_raw_target_is_read_the_same_way(client, reader, 
     zeroed = f"/api/v1/app_proxy/0{proxied['id']}/orders/7"
     assert client.get(zeroed, headers=reader, environ_overrides=no_raw).status_code == 404
     assert len(upstream.received) == 1
+
+
+def test_the_buffered_route_is_nginxs_own(proxy, reader, proxied, upstream, verifiers):
+    """The location that sends a body read first answers a caller with a JSON 404, and
+    a caller's X-App-Proxy-Buffered does not make a streamed body count as read."""
+    assert send_raw(proxy.url, "POST", "/api/v1/app_proxy/_buffered/x", reader, b"{}") == 404
+    assert upstream.received == []
+    spoofed = {**reader, "X-App-Proxy-Buffered": "1"}
+    target = prefix(proxied["id"]) + "up"
+    assert send_raw(proxy.url, "POST", target, spoofed, chunks=[b"abc", b"def"]) == 200
+    arrived = upstream.last
+    assert (
+        arrived.body == b"abcdef" and '"content-digest"' not in arrived.headers["Signature-Input"]
+    )
+    for verifier in verifiers:
+        assert verifier.user(arrived, hmac_trusted(proxied["id"])) is not None
