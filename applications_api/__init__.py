@@ -47,6 +47,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
             settings=settings,
             token_cache=FreshCache(changes, "auth", settings.auth_cache_seconds),
             proxy_targets=FreshCache(changes, "applications", settings.proxy_cache_seconds),
+            proxy_keys=FreshCache(changes, "applications", settings.proxy_cache_seconds),
             transfer=transfer,
         ),
     )
@@ -62,6 +63,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
 
     rest.register_blueprint(applications_blp)
     rest.register_blueprint(app_proxy.blp)
+    rest.register_blueprint(app_proxy.keys_blp)
     transfer.init_app(app)
     rest.register_blueprint(health_blp)
     app.register_blueprint(docs_assets)

@@ -57,6 +57,7 @@ OPERATION_IDS = {  # (path under API_PREFIX, method): id
     ("/applications/{app_id}/", "delete"): "deleteApplication",
     ("/applications/{app_id}/history/", "get"): "listApplicationHistory",
     ("/healthcheck/", "get"): "healthcheck",
+    ("/app_proxy_keys/{app_id}/", "get"): "retrieveAppProxyKeys",
 }
 
 

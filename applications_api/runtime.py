@@ -26,6 +26,7 @@ class Runtime:
     settings: Settings
     token_cache: FreshCache  # verified tokens (auth)
     proxy_targets: FreshCache  # proxied applications' web_url (applications.service)
+    proxy_keys: FreshCache  # applications' signing key versions (app_proxy.keys)
     transfer: Transfer  # app_proxy's (app_proxy.views.transfer_for)
 
 

@@ -74,6 +74,8 @@ class Settings:
     proxy_min_rate: int
     proxy_digest_max_bytes: int  # bodies read first, so the signature covers them
     proxy_ca_bundle: str  # PEM file of the CAs trusted for https backends
+    proxy_previous_signing_key: str  # the deployment secret being replaced (app_proxy/keys.py)
+    proxy_signing_algorithm: str  # an application's first key's: hmac-sha256 or ed25519
     application_secret_keys: tuple  # lower-case fnmatch patterns of config keys to mask
     log_level: str
     metrics_multiproc_dir: str  # PROMETHEUS_MULTIPROC_DIR: workers' shared metrics (gunicorn)
@@ -216,6 +218,18 @@ def _ca_bundle(env: Mapping[str, str]) -> str:
     return path
 
 
+SIGNING_ALGORITHMS = ("hmac-sha256", "ed25519")
+
+
+def _signing_algorithm(env: Mapping[str, str]) -> str:
+    algorithm = env.get("APP_PROXY_SIGNING_ALGORITHM", "").strip().lower() or "hmac-sha256"
+    if algorithm not in SIGNING_ALGORITHMS:
+        raise SettingsError(
+            f"APP_PROXY_SIGNING_ALGORITHM: {algorithm!r} is neither hmac-sha256 nor ed25519"
+        )
+    return algorithm
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from a mapping of environment variables (os.environ by default)."""
     env = os.environ if env is None else env
@@ -272,6 +286,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "APP_PROXY_DIGEST_MAX_BYTES", 1024 * 1024, cast=int, allow_zero=True
         ),
         proxy_ca_bundle=_ca_bundle(env),
+        proxy_previous_signing_key=env.get("APP_PROXY_PREVIOUS_SIGNING_KEY", ""),
+        proxy_signing_algorithm=_signing_algorithm(env),
         application_secret_keys=_secret_keys(env),
         log_level=log_level,
         metrics_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),

@@ -126,7 +126,7 @@ def test_forwarded_headers_cannot_be_spoofed_and_the_identity_verifies(stack, st
 
 
 def operator_key(app_id):
-    """The application's key as the operator prints it for the backend."""
+    """The application's first key as the operator prints it for the backend."""
     printed = subprocess.run(
         [str(BIN / "flask"), "--app", "wsgi", "app-proxy-key", str(app_id)],
         cwd=ROOT,
@@ -135,7 +135,10 @@ def operator_key(app_id):
         text=True,
         check=True,
     )
-    return bytes.fromhex(printed.stdout.strip())
+    first = next(
+        line for line in printed.stdout.splitlines() if line.startswith(f"application-{app_id} ")
+    )
+    return bytes.fromhex(first.split()[-1])
 
 
 def test_raw_targets_arrive_as_signed_through_gunicorn(stack, staff, upstream):

@@ -1,6 +1,7 @@
 """Separate gunicorn servers (each with two workers and its caches on) on one database:
 a change made on one side, through the API, the CLI or plain SQL, is honoured by every
-worker of the other within 100 ms of its commit. On SQLite (one machine) the same rules
+worker of the other within 100 ms of its commit (a signing key retired at once: by the
+next request). On SQLite (one machine) the same rules
 hold across one server's workers."""
 
 import os
@@ -14,9 +15,11 @@ import psycopg
 import pytest
 import requests
 
+from applications_api.app_proxy import signing
 from applications_api.auth.tokens import issue_token
-from tests.support.app import ON_POSTGRESQL, make_env, postgresql_only
-from tests.support.servers import ROOT, Gunicorn
+from tests.support.app import ON_POSTGRESQL, SIGNING_KEY, make_env, postgresql_only
+from tests.support.backend_verifier import user_at
+from tests.support.servers import ROOT, Gunicorn, register_backend
 
 WITHIN = 0.1
 LIST = "/api/v1/applications/"
@@ -218,3 +221,21 @@ def test_a_worker_that_lost_its_listener_stops_trusting_its_cache(
             time.sleep(0.05)
         conn.execute("UPDATE users SET is_active = true")
     honoured(other, LIST, headers, 200)
+
+
+def test_a_key_rotated_now_stops_signing_at_the_next_request(servers, staff, reader, upstream):
+    """`app-proxy-key rotate --now` (a leaked key): the next request to every worker of
+    both servers is signed by the next key alone, though their caches were warm."""
+    one, other, env = servers
+    app_id = register_backend(one.url, staff, f"{upstream.url}/base/", "Rotated")
+    path = f"/api/v1/app_proxy/{app_id}/x"
+    for server in (one, other):
+        prime(server, path, reader, 200)
+        assert user_at(upstream.last, app_id, body=b"") is not None
+    flask_command(env, "app-proxy-key", "rotate", str(app_id), "--now")
+    new_key = signing.derive(SIGNING_KEY, f"application-{app_id}.v2", signing.HMAC_SHA256)
+    for server in (one, other):
+        for _ in range(8):  # a new connection each: both workers
+            assert status(server, path, reader) == 200
+            assert user_at(upstream.last, app_id, body=b"") is None
+            assert user_at(upstream.last, app_id, body=b"", key=new_key, version=2) is not None

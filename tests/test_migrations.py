@@ -109,7 +109,7 @@ def test_upgrading_at_head_changes_nothing(app):
     with app.app_context():
         flask_migrate.upgrade()
     assert (schema(app), revision(app)) == before
-    assert before[1] == "0004"
+    assert before[1] == "0005"
 
 
 @pytest.fixture
@@ -138,5 +138,5 @@ def test_upgrade_downgrade_upgrade_round_trip(empty_database):
         assert revision(app) is None
         flask_migrate.upgrade()
     assert schema(app) == at_head
-    assert revision(app) == "0004"
+    assert revision(app) == "0005"
     assert drift(app) == []

@@ -20,7 +20,7 @@ from werkzeug.datastructures import Headers
 from ..api import API_PREFIX
 from ..observability import PROXY_UPSTREAM_ERRORS, current_request_id
 from ..runtime import current_settings
-from . import signing
+from . import keys, signing
 from .network_policy import DeniedAddress, approved_address
 
 log = logging.getLogger(__name__)
@@ -185,6 +185,7 @@ class Target:
     address: str  # scheme://ip:port the checks approved: the nginx transfer connects there
     server_name: str  # web_url's host name, for TLS (SNI and certificate checks)
     headers: dict  # added upstream, overwriting the caller's: X-Forwarded-*, X-Request-ID
+    keys: tuple[signing.SigningKey, ...]  # the application's signing keys (keys.py)
 
     @property
     def url(self) -> str:
@@ -203,16 +204,8 @@ class Target:
     def identity_headers(self, body: bytes | None) -> dict[str, str]:
         """The caller's identity, signed over this request as the backend receives it
         (signing.py); `body`: the bytes forwarded when they were read first, else None."""
-        settings = current_settings()
         try:
-            return signing.identity_headers(
-                settings.proxy_signing_key,
-                self.app_id,
-                request.method,
-                self.url,
-                self.user_id,
-                body,
-            )
+            return signing.identity_headers(self.keys, request.method, self.url, self.user_id, body)
         except HTTPMessageSignaturesException as error:
             log.warning("app_proxy %s: cannot sign for %s: %s", self.app_id, self.url, error)
             fail(
@@ -246,6 +239,9 @@ def plan(app_id: int, web_url: str, user_id: int) -> Target:
         log.warning("app_proxy %s: cannot resolve %s: %s", app_id, host, error)
         fail(app_id, 502, "unresolvable", "The application's backend cannot be reached.")
     ip = f"[{address}]" if address.version == 6 else str(address)
+    signing_keys = keys.signing_keys(app_id)
+    if not signing_keys:
+        fail(app_id, 502, "unsignable", "app_proxy has no key to sign this application's requests.")
     return Target(
         app_id=app_id,
         user_id=user_id,
@@ -261,6 +257,7 @@ def plan(app_id: int, web_url: str, user_id: int) -> Target:
             "X-Forwarded-Prefix": proxy_prefix(app_id),
             "X-Request-ID": current_request_id() or "",
         },
+        keys=signing_keys,
     )
 
 

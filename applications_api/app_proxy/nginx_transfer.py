@@ -1,8 +1,10 @@
 """The nginx transfer (APP_PROXY_TRANSFER=nginx): this service decides, nginx moves
 the bytes, so a slow caller or backend costs nginx a connection, never a thread here.
 
-deploy/nginx.conf asks about every app_proxy request first (`auth_request`, headers
-only, no body). The answer carries no body either:
+deploy/nginx.conf asks about every app_proxy request first: in a bodiless subrequest
+(`auth_request`), or, for a sized body of at most APP_PROXY_DIGEST_MAX_BYTES, with the
+request itself, its body read by nginx (`X-App-Proxy-Buffered`), so that the signature
+covers it. The answer carries no body:
 
 - 204 and the upstream request: `X-App-Proxy-Upstream` (scheme://ip:port, the address
   the denied-networks check approved, so nginx connects where the check looked),
@@ -11,7 +13,9 @@ only, no body). The answer carries no body either:
   `X-App-Proxy-Base-Path` (redirects under them are rewritten to `X-Forwarded-Prefix`),
   and the headers added upstream under their own names (`X-Forwarded-*`, the signed
   identity: a body nginx streams unread is not covered, an empty one is, as nginx
-  tells in `X-App-Proxy-Content-Length` and `X-App-Proxy-Transfer-Encoding`);
+  tells in `X-App-Proxy-Content-Length` and `X-App-Proxy-Transfer-Encoding`, and a
+  body nginx read is); for a body nginx read, `X-Accel-Redirect` to the location that
+  sends it on, with the method (`X-App-Proxy-Method`, which nginx's redirect drops);
 - or this service's JSON error, whose body nginx cannot take from an auth_request
   answer: it travels in `X-App-Proxy-Error`, and nginx answers it with the same status.
 """
@@ -21,39 +25,51 @@ import json
 from flask import Flask, Response, request
 from webargs.flaskparser import abort
 
-from .forwarding import HOP_BY_HOP, NOT_FORWARDED, Target
+from ..settings import Settings
+from .forwarding import HOP_BY_HOP, NOT_FORWARDED, URL_PREFIX, Target
 
 ERROR_HEADER = "X-App-Proxy-Error"
 CONNECTION_HEADER = "X-App-Proxy-Connection"
+BUFFERED_HEADER = "X-App-Proxy-Buffered"  # nginx read the body and sends it along
+SEND_BUFFERED = f"{URL_PREFIX}/_buffered/"  # deploy/nginx.conf's location that sends it on
 # Caller headers nginx never passes on (deploy/nginx.conf clears or replaces them).
-DROPPED_BY_NGINX = HOP_BY_HOP | NOT_FORWARDED | {"expect", "http2-settings"}
+DROPPED_BY_NGINX = HOP_BY_HOP | NOT_FORWARDED | {"expect", "http2-settings", "x-app-proxy-buffered"}
 
 
 class NginxTransfer:
     """The decision only: nginx holds the transfer's settings (deploy/nginx.conf)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.digest_max_bytes = settings.proxy_digest_max_bytes
 
     def init_app(self, app: Flask) -> None:
         app.after_request(_error_for_nginx)
 
     def forward(self, app_id: int, target: Target) -> Response:
         _refuse_connection_named_headers()
-        return Response(
-            status=204,
-            headers={
-                "X-App-Proxy-Upstream": target.address,
-                "X-App-Proxy-Uri": target.uri,
-                "X-App-Proxy-Host": target.host,
-                "X-App-Proxy-Server-Name": target.server_name,
-                "X-App-Proxy-Base-Url": target.base_url,
-                "X-App-Proxy-Base-Path": target.base_path,
-                **target.headers,
-                **target.identity_headers(body=b"" if _bodiless() else None),
-            },
-        )
+        headers = {
+            "X-App-Proxy-Upstream": target.address,
+            "X-App-Proxy-Uri": target.uri,
+            "X-App-Proxy-Host": target.host,
+            "X-App-Proxy-Server-Name": target.server_name,
+            "X-App-Proxy-Base-Url": target.base_url,
+            "X-App-Proxy-Base-Path": target.base_path,
+            **target.headers,
+        }
+        if request.headers.get(BUFFERED_HEADER):
+            length = request.content_length or 0
+            body = request.get_data(cache=False) if length <= self.digest_max_bytes else None
+            headers.update(target.identity_headers(body))
+            headers.update(
+                {"X-Accel-Redirect": SEND_BUFFERED, "X-App-Proxy-Method": request.method}
+            )
+        else:
+            headers.update(target.identity_headers(b"" if _bodiless() else None))
+        return Response(status=204, headers=headers)
 
 
 def _bodiless() -> bool:
-    """Whether the caller's request has no body, as nginx saw it."""
+    """Whether the caller's request has no body, as nginx saw it (the subrequest has none)."""
     length = request.headers.get("X-App-Proxy-Content-Length", "")
     chunked = request.headers.get("X-App-Proxy-Transfer-Encoding", "")
     return not chunked and length.strip() in ("", "0")

@@ -1,18 +1,20 @@
 """app_proxy's endpoints: every method, forwarded to the application's backend by the
-transfer APP_PROXY_TRANSFER chose."""
+transfer APP_PROXY_TRANSFER chose; and each application's public signing keys."""
 
 from collections.abc import Callable
 from typing import Any
 
-from flask import Response
+from flask import Response, request
 from flask.views import MethodView
+from webargs.flaskparser import abort
 
 from .. import database
-from ..api import Blueprint
+from ..api import API_PREFIX, Blueprint
 from ..applications.service import proxy_target
 from ..auth.authentication import authenticated_user
 from ..runtime import Transfer, runtime
 from ..settings import Settings
+from . import keys
 from .forwarding import URL_PREFIX, plan
 from .nginx_transfer import NginxTransfer
 from .python_transfer import PythonTransfer
@@ -28,7 +30,7 @@ blp = Blueprint(
 def transfer_for(settings: Settings) -> Transfer:
     """The transfer APP_PROXY_TRANSFER chose: this process, or nginx."""
     if settings.proxy_transfer == "nginx":
-        return NginxTransfer()
+        return NginxTransfer(settings)
     return PythonTransfer(settings)
 
 
@@ -73,3 +75,34 @@ class AppProxy(MethodView):
     patch = proxied_method("patch", "Forward a PATCH to the application's backend (body streamed)")
     delete = proxied_method("delete", "Forward a DELETE to the application's backend")
     options = proxied_method("options", "Forward an OPTIONS to the application's backend")
+
+
+keys_blp = Blueprint(
+    "app_proxy_keys",
+    __name__,
+    url_prefix=f"{API_PREFIX}/app_proxy_keys",
+    description="The public keys an application's backend verifies app_proxy's ed25519 "
+    "signatures with.",
+)
+
+
+@keys_blp.route("/<id:app_id>/")
+class PublicKeys(MethodView):
+    @keys_blp.doc(security=[])
+    @keys_blp.response(
+        200,
+        description="A JSON Web Key Set (RFC 7517), `application/jwk-set+json`: the "
+        "application's ed25519 keys that sign or will sign, `kid` the signature's keyid "
+        "(HMAC keys are never published). Cacheable for 5 minutes, with an ETag.",
+    )
+    @keys_blp.documents_errors(404)
+    def get(self, app_id: int) -> Response:
+        """An application's public signing keys (JWKS, no authentication)"""
+        if not keys.exists(app_id):
+            abort(404, message=f"Application {app_id} does not exist.")
+        response = Response(keys.jwks(app_id), mimetype="application/jwk-set+json")
+        response.set_etag(keys.etag(response.get_data()))
+        response.cache_control.public = True
+        response.cache_control.max_age = keys.JWKS_MAX_AGE
+        response.make_conditional(request)  # (a 304 for an If-None-Match naming it)
+        return response

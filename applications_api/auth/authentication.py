@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 LAST_USED_EVERY = 60  # seconds: how fresh list-tokens' "last used" is kept
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# What anyone may reach: the health check, the API's documentation and where it is, and
-# /metrics (kept off the public site by nginx, deploy/nginx.conf).
+# What anyone may reach: the health check, the API's documentation and where it is,
+# app_proxy's public keys, and /metrics (kept off the public site by nginx,
+# deploy/nginx.conf).
 PUBLIC_ENDPOINTS = frozenset(
     {
         "health.Healthcheck",
@@ -36,6 +37,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "swagger_ui_assets.favicon",
         "index.where_things_are",
         "metrics.prometheus_metrics",
+        "app_proxy_keys.PublicKeys",
     }
 )
 

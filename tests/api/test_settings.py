@@ -32,6 +32,8 @@ def test_defaults():
     assert settings.proxy_deadline == 300
     assert settings.proxy_min_rate == 4096
     assert settings.proxy_ca_bundle == "/etc/ssl/certs/ca-certificates.crt"  # nginx's too
+    assert settings.proxy_signing_algorithm == "hmac-sha256"
+    assert settings.proxy_previous_signing_key == ""
 
 
 def test_the_proxy_bulkhead_follows_gunicorns_threads():
@@ -66,6 +68,7 @@ def test_database_urls_as_platforms_hand_them_out(given, expected):
         ("DATABASE_STATEMENT_TIMEOUT", "0"),
         ("MAX_BODY_BYTES", "1.5"),
         ("APP_PROXY_CONNECT_TIMEOUT", "-5"),
+        ("APP_PROXY_SIGNING_ALGORITHM", "rsa-v1_5-sha256"),
         ("APP_PROXY_READ_TIMEOUT", "abc"),
         ("APP_PROXY_DENIED_NETWORKS", "10.0.0.0/33"),
         ("APP_PROXY_DENIED_NETWORKS", "not-a-cidr"),

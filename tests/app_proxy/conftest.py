@@ -11,6 +11,7 @@ import requests
 
 from applications_api import create_app
 from tests.support.app import dispose, make_env
+from tests.support.backend_verifier import NodeVerifier, PythonVerifier
 from tests.support.live_server import LiveServer
 from tests.support.servers import Nginx, deployed_site, free_port
 
@@ -86,6 +87,8 @@ class Proxy:
                     if name in self.settings
                 }
                 overrides.update(self.nginx_directives)
+                if "APP_PROXY_DIGEST_MAX_BYTES" in self.settings:
+                    overrides["digest_max_bytes"] = int(self.settings["APP_PROXY_DIGEST_MAX_BYTES"])
                 site = deployed_site(port, int(live.url.rsplit(":", 1)[1]), **overrides)
                 nginx = Nginx(site, port, ready_path="/api/v1/healthcheck/")
                 self.stack.callback(nginx.stop)
@@ -132,3 +135,13 @@ def proxy(via, default_proxies):
     if callable(default_proxies[via]):
         default_proxies[via] = default_proxies[via]()
     return default_proxies[via]
+
+
+@pytest.fixture(scope="session")
+def verifiers():
+    """docs/app-proxy.md's verifiers, in Python and in Node."""
+    if not shutil.which("node"):
+        pytest.fail("node is missing: apt-get install nodejs npm (scripts/test.sh does)")
+    node = NodeVerifier()
+    yield [PythonVerifier(), node]
+    node.close()

@@ -261,3 +261,23 @@ def test_a_caller_that_breaks_off_its_upload_is_counted_as_such(
         time.sleep(0.02)
     assert counted(app_id, "unreachable") == before["unreachable"]  # not the backend's fault
     assert "failed" not in caplog.text
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_a_request_with_a_body_is_never_sent_twice(proxy, reader, proxied, upstream, method):
+    """A backend that acts on a request and drops the connection before answering (on a
+    connection pooled from an earlier call): the proxy answers 502 and never sends that
+    body again, whatever the method."""
+    assert proxy.client.get(proxy_url("", proxied["id"]), headers=reader).status_code == 200
+    calls = []
+
+    def act_then_drop(handler, record):
+        calls.append(record.method)
+        handler.close_connection = True  # no answer: the connection just ends
+
+    upstream.answer = act_then_drop
+    response = proxy.client.open(
+        proxy_url("", proxied["id"]), method=method, data=b"order", headers=reader
+    )
+    assert response.status_code == 502
+    assert calls == [method]

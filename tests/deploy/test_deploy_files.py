@@ -3,6 +3,7 @@ systemd's rules into settings the service starts with, and the unit and the guid
 it (issue: what a new user and an operator meet in their first hour)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,12 +144,22 @@ def test_serve_sh_keeps_its_token_and_a_development_signing_key(tmp_path):
     assert "APP_PROXY_SIGNING_KEY is not set" not in first + second
     command = "APP_PROXY_SIGNING_KEY=$(cat instance/development-signing-key) "
     assert command + ".venv/bin/flask --app wsgi app-proxy-key APP_ID" in first
+    with_app = (
+        "import wsgi; from applications_api.applications import service;"
+        "ctx = wsgi.app.app_context(); ctx.push();"
+        "print(service.create_application({'name': 'Mine', 'application_type': 'extension'},"
+        " created_by=None)['id'])"
+    )
+    app_id = subprocess.run(
+        [".venv/bin/python", "-c", with_app], cwd=checkout, env=env, capture_output=True, text=True
+    ).stdout.split()[-1]
     printed = subprocess.run(
-        ["bash", "-c", command + ".venv/bin/flask --app wsgi app-proxy-key 3"],
+        ["bash", "-c", command + f".venv/bin/flask --app wsgi app-proxy-key {app_id}"],
         cwd=checkout,
         env=env,
         capture_output=True,
         text=True,
     )
     assert printed.returncode == 0, printed.stderr
-    assert len(printed.stdout.strip()) == 64
+    assert f"application-{app_id}" in printed.stdout
+    assert re.search(r"\b[0-9a-f]{64}\b", printed.stdout)  # the HMAC key its backend uses

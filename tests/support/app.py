@@ -13,7 +13,7 @@ from applications_api.database import db
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 ON_POSTGRESQL = DATABASE_URL.startswith(("postgres://", "postgresql"))
-TABLES = ("application_changes", "applications", "tokens", "users")
+TABLES = ("signing_keys", "application_changes", "applications", "tokens", "users")
 SIGNING_KEY = "test-signing-key"
 
 postgresql_only = pytest.mark.skipif(

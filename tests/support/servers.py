@@ -75,13 +75,38 @@ class Nginx:
         shutil.rmtree(self.prefix, ignore_errors=True)
 
 
-def deployed_site(nginx_port, app_port, **directives):
-    """deploy/nginx.conf listening on `nginx_port`, in front of the app on `app_port`;
+def up_to(limit):
+    """A regular expression matching the decimal numbers 1 to `limit`, written plainly
+    (no leading zeros): deploy/nginx.conf's for APP_PROXY_DIGEST_MAX_BYTES."""
+    digits = str(limit)
+    shorter = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 2 else []
+    shorter += ["[1-9]"] if len(digits) == 2 else []
+    same = []
+    for place, digit in enumerate(digits):
+        last = place == len(digits) - 1
+        low, high = (1 if place == 0 else 0), int(digit) - (0 if last else 1)
+        if high >= low:
+            rest = len(digits) - place - 1
+            tail = f"[0-9]{{{rest}}}" if rest > 1 else "[0-9]" * rest
+            same.append(f"{digits[:place]}[{low}-{high}]{tail}")
+    return "|".join(shorter + same)
+
+
+BUFFERED_BODY = '"~^:(?:{})$" 1;'  # deploy/nginx.conf's $app_proxy_buffered
+
+
+def deployed_site(nginx_port, app_port, digest_max_bytes=1024 * 1024, **directives):
+    """deploy/nginx.conf listening on `nginx_port`, in front of the app on `app_port`,
+    reading first the bodies up to `digest_max_bytes` (APP_PROXY_DIGEST_MAX_BYTES);
     each keyword replaces that directive's value wherever it stands
     (proxy_read_timeout="300ms")."""
     site = (ROOT / "deploy" / "nginx.conf").read_text()
     site = site.replace("listen 80;", f"listen 127.0.0.1:{nginx_port};")
     site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{app_port};")
+    deployed = BUFFERED_BODY.format(up_to(1024 * 1024))
+    assert deployed in site, "deploy/nginx.conf reads first bodies other than up to 1 MiB"
+    limit = up_to(digest_max_bytes) if digest_max_bytes else "$^"
+    site = site.replace(deployed, BUFFERED_BODY.format(limit))
     for name, value in directives.items():
         site = re.sub(rf"(\n\s*{name}) [^;]+;", rf"\1 {value};", site)
     return site
