@@ -338,3 +338,28 @@ def test_the_base_needs_no_trailing_slash(proxy, reader, proxied, upstream):
     response = proxy.client.get(f"/api/v1/app_proxy/{proxied['id']}?a=1", headers=reader)
     assert response.status_code == 200
     assert upstream.last.path == "/base/?a=1"
+
+
+def test_every_connection_line_counts(proxy, reader, proxied, upstream):
+    """A header named on a second Connection line is hop-by-hop too: never forwarded as
+    end-to-end (the embedded transfer drops it; nginx, which cannot, refuses the call)."""
+    import socket
+
+    host, port = proxy.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            f"GET /api/v1/app_proxy/{proxied['id']}/x HTTP/1.1\r\nHost: t\r\n"
+            f"Authorization: {reader['Authorization']}\r\nConnection: keep-alive\r\n"
+            "Connection: X-Foo\r\nX-Foo: hop\r\nConnection: close\r\n\r\n".encode()
+        )
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    status = int(reply.split(b" ", 2)[1])
+    if proxy.via == "python":
+        assert status == 200
+        assert "X-Foo" not in upstream.last.headers
+    else:
+        assert status == 400
+        assert b"x-foo" in reply.lower()
+        assert upstream.received == []

@@ -223,3 +223,18 @@ def test_upstream_cookies_are_not_kept_between_callers(proxy, reader, staff, pro
     proxy.client.get(f"/api/v1/app_proxy/{proxied['id']}/login", headers=reader)
     proxy.client.get(f"/api/v1/app_proxy/{proxied['id']}/other", headers=staff)
     assert "Cookie" not in upstream.last.headers
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT"])
+def test_an_unreachable_backend_is_a_json_502_with_a_body_or_without(proxy, reader, create, method):
+    """Behind nginx a small body takes another route (read first, then sent on): its
+    errors are the same JSON answers."""
+    from tests.support.servers import free_port
+
+    app = create(is_proxy_available=True, config={"web_url": f"http://127.0.0.1:{free_port()}/"})
+    response = proxy.client.open(
+        f"/api/v1/app_proxy/{app['id']}/x", method=method, data=b"order", headers=reader
+    )
+    assert response.status_code == 502
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json["code"] == 502
