@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 64 * 1024
 UPLOAD_READ_SIZE = 16 * 1024  # (the watchdog sees an upload's progress a read at a time)
 POOL_SIZE = 32  # connections kept per upstream host: above gunicorn's threads per worker
+IDLE_REUSE = 0.75  # seconds a pooled connection may idle and still be reused
 # Seconds a body may move slower than APP_PROXY_MIN_RATE at first. The watchdog sees an
 # upload's progress one read (UPLOAD_READ_SIZE) at a time, so MIN_RATE × RATE_GRACE must
 # exceed a read, or an honest client at the minimum rate could be cut (4 KiB/s × 30 s).
@@ -596,9 +597,26 @@ class _TLSConnection(HTTPSConnection):
     response_class = _CheckedResponse
 
 
-class _HTTPPool(_AsSigned, HTTPConnectionPool):
+class _IdleLimit:
+    """A pooled connection idle longer than IDLE_REUSE seconds is let go, not reused:
+    before a backend's own idle timeout (1 s and more) closes it under a request, which
+    only a bodiless request could be sent again after (deploy/nginx.conf's is the same)."""
+
+    def _put_conn(self, conn: Any) -> None:
+        if conn is not None:
+            conn.idle_since = time.monotonic()
+        super()._put_conn(conn)  # type: ignore[misc]
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        if time.monotonic() - getattr(conn, "idle_since", time.monotonic()) > IDLE_REUSE:
+            conn.close()  # (urllib3 connects it anew)
+        return conn
+
+
+class _HTTPPool(_AsSigned, _IdleLimit, HTTPConnectionPool):
     ConnectionCls = _Connection
 
 
-class _HTTPSPool(_AsSigned, HTTPSConnectionPool):
+class _HTTPSPool(_AsSigned, _IdleLimit, HTTPSConnectionPool):
     ConnectionCls = _TLSConnection

@@ -120,12 +120,11 @@ def test_each_name_on_one_address_keeps_connections_of_its_own(
         server.close()
 
 
-@nginx_only
 def test_a_backend_closing_idle_connections_fails_no_call(trusting, create, reader, https_upstream):
     """The backend drops a connection idle for 1 s under the next request (its close
     crossing the request on the wire). nginx sends a bodiless GET again on a new
-    connection, but never a POST, nor a body it began to stream: the pool must let an
-    idle connection go first."""
+    connection, but never a POST, nor a body it began to stream (nor does the embedded
+    transfer send a body again): the pools must let an idle connection go first."""
     https_upstream.idle_timeout = 1.0
     proxied = backend(create, https_upstream)
     statuses = []
