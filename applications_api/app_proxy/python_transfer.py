@@ -31,6 +31,7 @@ import http.client
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -223,7 +224,12 @@ class PythonTransfer:
         with self.start_lock:
             if self.watchdog is not None:
                 return
-            adapter = _Adapter(pool_connections=64, pool_maxsize=POOL_SIZE, max_retries=0)
+            adapter = _Adapter(
+                self.settings.proxy_ca_bundle,
+                pool_connections=64,
+                pool_maxsize=POOL_SIZE,
+                max_retries=0,
+            )
             adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
             self.adapter = adapter
             self.watchdog = threading.Thread(
@@ -523,6 +529,19 @@ class _Prepared(requests.PreparedRequest):
 
 
 class _Adapter(HTTPAdapter):
+    def __init__(self, ca_bundle: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # The CAs read once: given as a file, urllib3 reads it again for every new TLS
+        # connection (tens of milliseconds of CPU for the system's bundle).
+        self.tls = ssl.create_default_context(cafile=ca_bundle)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        """requests' own, less the CA file it gives every connection (urllib3 would read
+        it into the context again at each): the context holds the CAs."""
+        super().cert_verify(conn, url, verify, cert)
+        if url.lower().startswith("https"):
+            conn.ca_certs = conn.ca_cert_dir = None
+
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
     ) -> Any:
@@ -531,6 +550,9 @@ class _Adapter(HTTPAdapter):
         host_params, given = super().build_connection_pool_key_attributes(request, verify, cert)
         pool_kwargs: dict[str, Any] = dict(given)
         if host_params["scheme"] == "https" and isinstance(request, _Prepared):
+            pool_kwargs.pop("ca_certs", None)
+            pool_kwargs.pop("ca_cert_dir", None)
+            pool_kwargs["ssl_context"] = self.tls
             pool_kwargs["server_hostname"] = request.server_name
             pool_kwargs["assert_hostname"] = request.server_name
         return host_params, pool_kwargs
