@@ -11,7 +11,7 @@ Statements are SQLAlchemy Core, compiled once per dialect and sent straight to t
 driver with SQLAlchemy's own type processing: under load, SQLAlchemy's per-execution
 machinery (execution context, result metadata, row objects) cost as much client CPU as
 the driver itself, for nothing a request needs. Rows come back as plain dicts. Driver
-errors become SQLAlchemy's exceptions (api.py maps them to 4xx/503), and a connection
+errors become SQLAlchemy's exceptions (api/errors.py maps them to 4xx/503), and a connection
 the driver reports lost is invalidated, so the pool never hands it out again.
 """
 

@@ -21,6 +21,6 @@ class Healthcheck(MethodView):
     @blp.documents_errors(503)
     def get(self) -> dict[str, str]:
         """Check the service and its database (no authentication)"""
-        # A database that cannot answer raises; api.py makes that the 503.
+        # A database that cannot answer raises; api/errors.py makes that the 503.
         database.run("SELECT 1")
         return {"status": "ok", "database": "ok"}
