@@ -1,25 +1,21 @@
 """The list's filters and sort keys, each once: its query argument (the field the
-query-args schema is built from) and what it means in SQL; and the paged statements
-the list and an application's history are read with."""
+query-args schema is built from) and what it means in SQL."""
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, NamedTuple
 
 import marshmallow as ma
 from sqlalchemy import (
-    BigInteger,
     BindParameter,
     ColumnElement,
-    Integer,
     Select,
-    Table,
     bindparam,
     func,
-    select,
 )
 from sqlalchemy.sql.elements import UnaryExpression
 
+from . import pages
 from .fields import Text
 from .models import APPLICATION_TYPES, Application
 
@@ -95,32 +91,10 @@ def page_query(
     names = tuple(sorted(name for name in args if name in FILTERS))
     parameters = {name: FILTERS[name].parameter(args[name]) for name in names}
     page_statement, count_statement = _statements(names, args["sort"])
-    return page_statement, count_statement, {**parameters, **window(page, limit)}
+    return page_statement, count_statement, {**parameters, **pages.window(page, limit)}
 
 
 @cache
 def _statements(names: tuple[str, ...], sort: str) -> tuple[Select[Any], Select[Any]]:
     conditions = [FILTERS[name].condition(bindparam(name)) for name in names]
-    return paged(TABLE, conditions, order_by(sort))
-
-
-def paged(
-    table: Table, conditions: Sequence[ColumnElement[bool]], ordering: Sequence[Any]
-) -> tuple[Select[Any], Select[Any]]:
-    """A page of `table`'s rows matching `conditions` with the `total` of matching rows
-    beside each (the count as a scalar subquery: one round trip), and the count alone,
-    for a page past the end. LIMIT and OFFSET are parameters (window())."""
-    count = select(func.count().label("total")).select_from(table).where(*conditions)
-    page = (
-        select(table, count.scalar_subquery().label("total"))
-        .where(*conditions)
-        .order_by(*ordering)
-        .limit(bindparam("limit", type_=Integer))
-        .offset(bindparam("offset", type_=BigInteger))  # (page 2**31 - 1 of 1,000 rows)
-    )
-    return page, count
-
-
-def window(page: int, size: int) -> dict[str, int]:
-    """The LIMIT and OFFSET parameters of page `page`, `size` rows each."""
-    return {"limit": size, "offset": (page - 1) * size}
+    return pages.paged(TABLE, conditions, order_by(sort))

@@ -1,20 +1,18 @@
-"""The change history: every write to an application records, in its own transaction,
-who made it, when, from which request, and a field-level diff (config keys included,
-secret values never)."""
+"""The change history: what each write to an application records (who made it, when,
+from which request, and a field-level diff: config keys included, secret values never),
+and the statements that record it beside the write (service.py runs them)."""
 
 import logging
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Executable, Select, bindparam, insert, select
 from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
 from .. import database
-from ..auth.authentication import current_user
 from ..db_types import utcnow
-from ..observability import current_request_id
-from . import filters
+from . import pages
 from .models import ApplicationChange
 from .secrets import Matcher, is_secret, masked
 
@@ -110,7 +108,7 @@ def in_one_statement() -> bool:
 
 
 @cache
-def _with_entry(statement: ReturningInsert[Any] | ReturningUpdate[Any]) -> Executable:
+def with_entry(statement: ReturningInsert[Any] | ReturningUpdate[Any]) -> Executable:
     """`statement` and the insert of its entry as one (data-modifying CTEs), built once."""
     row = statement.cte("written")
     entry = select(
@@ -120,56 +118,54 @@ def _with_entry(statement: ReturningInsert[Any] | ReturningUpdate[Any]) -> Execu
     return select(row).add_cte(logged)
 
 
-def written(
-    statement: ReturningInsert[Any] | ReturningUpdate[Any],
-    parameters: Mapping[str, Any],
-    action: str,
-    changes: list[dict[str, Any]],
-) -> database.Row:
-    """Run `statement` (an INSERT or UPDATE of one application, RETURNING it) with its
-    `parameters`, and insert its history entry in the same transaction; on PostgreSQL
-    in the same statement. A write that changes no field records no entry (it still
-    touches modified_date, as every update does). Returns the row as written."""
-    user = current_user()
-    entry = {
-        "user_id": user.id if user else None,
-        "request_id": current_request_id(),
+class Actor(NamedTuple):
+    """Who writes: the user (None: no user, a command) and the request it came in."""
+
+    user_id: int | None
+    request_id: str | None
+
+
+def entry(actor: Actor, action: str, changes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The history entry of a write: its values by column (ENTRY)."""
+    return {
+        "user_id": actor.user_id,
+        "request_id": actor.request_id,
         "action": action,
         "changes": changes,
         "created_date": utcnow(),
     }
-    if not changes:
-        return database.rows(statement, parameters, last=True)[0]
-    if in_one_statement():
-        parameters = {**parameters, **{f"entry_{name}": value for name, value in entry.items()}}
-        row = database.rows(_with_entry(statement), parameters, last=True)[0]
-    else:
-        row = database.rows(statement, parameters)[0]
-        database.rows(ENTRY_INSERT, {**entry, "application_id": row["id"]}, last=True)
+
+
+def with_entry_parameters(parameters: Mapping[str, Any], values: Mapping[str, Any]) -> dict:
+    """A write's parameters and its entry's, as with_entry()'s statement takes them."""
+    return {**parameters, **{f"entry_{name}": value for name, value in values.items()}}
+
+
+def log_sensitive(app_id: int, action: str, changes: list[dict[str, Any]], actor: Actor) -> None:
+    """Changes to where app_proxy sends callers' signed identities, logged at WARNING."""
     for change in changes:
         # (a new application only when it points app_proxy somewhere)
         if change["field"] in SENSITIVE and (action != "create" or change.get("new")):
             log.warning(
                 "application %s: %s changed from %r to %r (user %s)",
-                row["id"],
+                app_id,
                 change["field"],
                 change.get("old"),
                 change.get("new"),
-                entry["user_id"],
+                actor.user_id,
             )
-    return row
 
 
 def page_query(
     app_id: int, args: Mapping[str, Any], page: int, size: int
 ) -> tuple[Select[Any], Select[Any], dict[str, Any]]:
-    """An application's history as filters.page_query gives the list: the page (newest
+    """An application's history as the list's page_query gives it: the page (newest
     first, filtered by `since` and `user`) with the `total` beside each entry, the count
     for a page past the end, and their parameters."""
     names = tuple(name for name in ("since", "user") if name in args)
     return (
         *_statements(names),
-        {"app_id": app_id, **{name: args[name] for name in names}, **filters.window(page, size)},
+        {"app_id": app_id, **{name: args[name] for name in names}, **pages.window(page, size)},
     )
 
 
@@ -180,4 +176,4 @@ def _statements(names: tuple[str, ...]) -> tuple[Select[Any], Select[Any]]:
         where.append(HISTORY.c.created_date >= bindparam("since"))
     if "user" in names:
         where.append(HISTORY.c.user_id == bindparam("user"))
-    return filters.paged(HISTORY, where, [HISTORY.c.id.desc()])
+    return pages.paged(HISTORY, where, [HISTORY.c.id.desc()])

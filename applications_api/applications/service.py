@@ -1,9 +1,8 @@
 """The applications feature's one door: reading and listing applications and their
 history, writing them (defaults, config merge, locked writes, soft delete, each write
-with its history entry), and the web_url app_proxy forwards to.
-
-A little over 200 lines, kept whole: it is the one module the views and app_proxy call,
-and its statements are built once at import, beside the functions that run them."""
+with its history entry, for the Actor the caller names), and the web_url app_proxy
+forwards to. Its statements are built once at import, beside the functions that run
+them."""
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from ..db_types import utcnow
 from ..runtime import current_settings, runtime
 from . import filters, history, secrets
 from .fields import is_web_url
+from .history import Actor
 from .models import Application
 
 Row = database.Row
@@ -117,7 +117,7 @@ def history_page(
 def _page(
     page: int, page_statement: Any, count_statement: Any, parameters: Mapping[str, Any]
 ) -> tuple[int, Sequence[Row]]:
-    """(total, rows) of a page with its total beside each row (filters.paged): one
+    """(total, rows) of a page with its total beside each row (pages.paged): one
     statement, unless the page is past the end (then no row carries the total)."""
     rows = database.rows(page_statement, parameters)
     if rows:
@@ -182,8 +182,32 @@ Change = Callable[[Row], dict[str, Any]]
 Precondition = Callable[[Row], None]
 
 
+def _written(
+    statement: Any, parameters: Mapping[str, Any], actor: Actor, action: str, changes: list
+) -> Row:
+    """Run `statement` (an INSERT or UPDATE of one application, RETURNING it) and insert
+    its history entry in the same transaction, on PostgreSQL in the same statement. A
+    write that changes no field records no entry (it still touches modified_date, as
+    every update does). Returns the row as written."""
+    if not changes:
+        return database.rows(statement, parameters, last=True)[0]
+    entry = history.entry(actor, action, changes)
+    if history.in_one_statement():
+        both = history.with_entry_parameters(parameters, entry)
+        row = database.rows(history.with_entry(statement), both, last=True)[0]
+    else:
+        row = database.rows(statement, parameters)[0]
+        database.rows(history.ENTRY_INSERT, {**entry, "application_id": row["id"]}, last=True)
+    history.log_sensitive(row["id"], action, changes, actor)
+    return row
+
+
 def _write(
-    app_id: int, action: str, change: Change, precondition: Precondition | None = None
+    app_id: int,
+    actor: Actor,
+    action: str,
+    change: Change,
+    precondition: Precondition | None = None,
 ) -> Row:
     """Apply `change` (the stored row -> the fields to set) with its history entry, in
     one transaction that owns the row (PostgreSQL: its writers' queue, then SELECT ...
@@ -199,7 +223,8 @@ def _write(
             precondition(row)
         after = {**row, **change(row), "modified_date": utcnow()}
         changes = history.diff(row, after, secrets.patterns())
-        return history.written(UPDATE, {"app_id": app_id, **_parameters(after)}, action, changes)
+        parameters = {"app_id": app_id, **_parameters(after)}
+        return _written(UPDATE, parameters, actor, action, changes)
 
 
 def _unmasked(config: Any, stored: Any) -> Any:
@@ -211,26 +236,27 @@ def _unmasked(config: Any, stored: Any) -> Any:
         abort(400, errors={"json": {"config": [str(error)]}})
 
 
-def create_application(data: Mapping[str, Any], created_by: int) -> Row:
+def create_application(data: Mapping[str, Any], actor: Actor) -> Row:
     now = utcnow()
     values = {
         **COLUMN_DEFAULTS,
         **data,
         "config": with_defaults(_unmasked(data.get("config"), None)),
-        "created_by": created_by,
+        "created_by": actor.user_id,
         "created_date": now,
         "modified_date": now,
     }
     changes = history.diff({}, values, secrets.patterns())
     if history.in_one_statement():  # atomic alone: no BEGIN, no COMMIT
-        return history.written(INSERT, _parameters(values), "create", changes)
+        return _written(INSERT, _parameters(values), actor, "create", changes)
     with _locked():
-        return history.written(INSERT, _parameters(values), "create", changes)
+        return _written(INSERT, _parameters(values), actor, "create", changes)
 
 
 def update_application(
     app_id: int,
     data: Mapping[str, Any],
+    actor: Actor,
     *,
     merge_config: bool,
     precondition: Precondition | None = None,
@@ -246,8 +272,10 @@ def update_application(
             values["config"] = with_defaults(_unmasked(config, row["config"]))
         return values
 
-    return _write(app_id, "update" if merge_config else "replace", change, precondition)
+    return _write(app_id, actor, "update" if merge_config else "replace", change, precondition)
 
 
-def soft_delete_application(app_id: int, precondition: Precondition | None = None) -> None:
-    _write(app_id, "delete", lambda row: {"is_active": False}, precondition)
+def soft_delete_application(
+    app_id: int, actor: Actor, precondition: Precondition | None = None
+) -> None:
+    _write(app_id, actor, "delete", lambda row: {"is_active": False}, precondition)

@@ -10,8 +10,10 @@ from flask_smorest.pagination import PaginationParameters
 
 from ..api import API_PREFIX, MAX_ID, Blueprint
 from ..auth.authentication import authenticated_user, require_staff, require_staff_for_writes
+from ..observability import current_request_id
 from ..runtime import current_settings
 from . import service
+from .history import Actor
 from .schemas import (
     ApplicationChangeSchema,
     ApplicationCreateSchema,
@@ -76,7 +78,7 @@ class Applications(MethodView):
     @blp.documents_errors(401, 403, 413, 415, 503)
     def post(self, data: Mapping[str, Any]) -> tuple[service.Row, dict[str, str]]:
         """Create an application (staff only)"""
-        application = service.create_application(data, created_by=authenticated_user().id)
+        application = service.create_application(data, _actor())
         location = url_for(".Application", app_id=application["id"])
         return application, {"Location": location}
 
@@ -112,7 +114,7 @@ class Application(MethodView):
         """
         return _tagged(
             service.update_application(
-                app_id, data, merge_config=False, precondition=_preconditions
+                app_id, data, _actor(), merge_config=False, precondition=_preconditions
             )
         )
 
@@ -126,7 +128,9 @@ class Application(MethodView):
         `config` is merged into the stored one as an RFC 7396 JSON Merge Patch.
         """
         return _tagged(
-            service.update_application(app_id, data, merge_config=True, precondition=_preconditions)
+            service.update_application(
+                app_id, data, _actor(), merge_config=True, precondition=_preconditions
+            )
         )
 
     @blp.etag
@@ -134,7 +138,12 @@ class Application(MethodView):
     @blp.documents_errors(401, 403, 404, 503)
     def delete(self, app_id: int) -> None:
         """Soft-delete an application (staff only): sets is_active to false"""
-        service.soft_delete_application(app_id, precondition=_preconditions)
+        service.soft_delete_application(app_id, _actor(), precondition=_preconditions)
+
+
+def _actor() -> Actor:
+    """Who writes, for the history: the authenticated user and this request's id."""
+    return Actor(authenticated_user().id, current_request_id())
 
 
 def _tagged(row: service.Row) -> service.Row:

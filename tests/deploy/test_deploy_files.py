@@ -147,8 +147,9 @@ def test_serve_sh_keeps_its_token_and_a_development_signing_key(tmp_path):
     with_app = (
         "import wsgi; from applications_api.applications import service;"
         "ctx = wsgi.app.app_context(); ctx.push();"
+        "from applications_api.applications.history import Actor;"
         "print(service.create_application({'name': 'Mine', 'application_type': 'extension'},"
-        " created_by=None)['id'])"
+        " Actor(None, None))['id'])"
     )
     app_id = subprocess.run(
         [".venv/bin/python", "-c", with_app], cwd=checkout, env=env, capture_output=True, text=True
