@@ -48,22 +48,10 @@ def favicon() -> Response:
     )
 
 
-OPERATION_IDS = {  # (path under API_PREFIX, method): id
-    ("/applications/", "get"): "listApplications",
-    ("/applications/", "post"): "createApplication",
-    ("/applications/{app_id}/", "get"): "retrieveApplication",
-    ("/applications/{app_id}/", "put"): "replaceApplication",
-    ("/applications/{app_id}/", "patch"): "updateApplication",
-    ("/applications/{app_id}/", "delete"): "deleteApplication",
-    ("/applications/{app_id}/history/", "get"): "listApplicationHistory",
-    ("/healthcheck/", "get"): "healthcheck",
-    ("/app_proxy_keys/{app_id}/", "get"): "retrieveAppProxyKeys",
-}
-
-
 class OperationIds(BasePlugin):
-    """Every operation's id: OPERATION_IDS, and for app_proxy `proxyGet`, `proxyPost`, …
-    (`proxyGetBase`, … for the application's base URL, the route without {path})."""
+    """Every operation has an id, declared on its view (`@blp.doc(operationId=...)`);
+    app_proxy's are `proxyGet`, `proxyPost`, … (`proxyGetBase`, … for the application's
+    base URL, the route without {path}: one view serves both)."""
 
     def operation_helper(
         self, path: str | None = None, operations: dict | None = None, **kwargs: Any
@@ -73,5 +61,8 @@ class OperationIds(BasePlugin):
             if path.startswith(f"{URL_PREFIX}/"):
                 base = "" if path.endswith("{path}") else "Base"
                 operation["operationId"] = f"proxy{method.capitalize()}{base}"
-            else:
-                operation["operationId"] = OPERATION_IDS[path.removeprefix(API_PREFIX), method]
+            elif "operationId" not in operation:
+                raise ValueError(
+                    f"{method.upper()} {path} declares no operationId: give its view "
+                    "@blp.doc(operationId=...), the name client generators use"
+                )

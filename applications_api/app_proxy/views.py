@@ -88,7 +88,7 @@ keys_blp = Blueprint(
 
 @keys_blp.route("/<id:app_id>/")
 class PublicKeys(MethodView):
-    @keys_blp.doc(security=[])
+    @keys_blp.doc(security=[], operationId="retrieveAppProxyKeys")
     @keys_blp.response(
         200,
         description="A JSON Web Key Set (RFC 7517), `application/jwk-set+json`: the "

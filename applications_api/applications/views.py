@@ -47,6 +47,7 @@ def no_content_has_no_type(response: Response) -> Response:
 
 @blp.route("/")
 class Applications(MethodView):
+    @blp.doc(operationId="listApplications")
     @blp.etag
     @blp.arguments(ApplicationListArgsSchema(), location="query")
     @blp.response(200, ApplicationSchema(many=True))
@@ -67,6 +68,7 @@ class Applications(MethodView):
         blp.set_etag(service.versions_of(total, page))
         return page
 
+    @blp.doc(operationId="createApplication")
     @blp.arguments(ApplicationCreateSchema())
     @blp.response(
         201,
@@ -95,6 +97,7 @@ APP_ID = {
 
 @blp.route("/<id:app_id>/", parameters=[APP_ID])
 class Application(MethodView):
+    @blp.doc(operationId="retrieveApplication")
     @blp.etag
     @blp.response(200, ApplicationSchema)
     @blp.documents_errors(401, 404, 503)
@@ -102,6 +105,7 @@ class Application(MethodView):
         """Retrieve an application (soft-deleted ones too, with is_active false)"""
         return _tagged(service.read_or_404(app_id))
 
+    @blp.doc(operationId="replaceApplication")
     @blp.etag
     @blp.arguments(ApplicationReplaceSchema())
     @blp.response(200, ApplicationSchema)
@@ -118,6 +122,7 @@ class Application(MethodView):
             )
         )
 
+    @blp.doc(operationId="updateApplication")
     @blp.etag
     @blp.arguments(ApplicationPatchSchema())
     @blp.response(200, ApplicationSchema)
@@ -133,6 +138,7 @@ class Application(MethodView):
             )
         )
 
+    @blp.doc(operationId="deleteApplication")
     @blp.etag
     @blp.response(204)
     @blp.documents_errors(401, 403, 404, 503)
@@ -159,6 +165,7 @@ def _preconditions(row: service.Row) -> None:
 
 @blp.route("/<id:app_id>/history/", parameters=[APP_ID])
 class ApplicationHistory(MethodView):
+    @blp.doc(operationId="listApplicationHistory")
     @blp.arguments(HistoryArgsSchema(), location="query")
     @blp.response(200, ApplicationChangeSchema(many=True))
     @blp.paginate()

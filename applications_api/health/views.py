@@ -16,7 +16,7 @@ class HealthSchema(ma.Schema):
 
 @blp.route("/")
 class Healthcheck(MethodView):
-    @blp.doc(security=[])
+    @blp.doc(security=[], operationId="healthcheck")
     @blp.response(200, HealthSchema)
     @blp.documents_errors(503)
     def get(self) -> dict[str, str]:
