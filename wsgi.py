@@ -11,9 +11,8 @@ try:
 except SettingsError as error:
     sys.exit(f"configuration error: {error}")
 
-# What is loaded by now (the app, its libraries: some 120,000 objects) lives as long as
-# the process. Keep it out of the cyclic collector's full collections, which otherwise
-# scan all of it a few times a minute under load, 50-70 ms each with every thread of
-# the worker waiting (CPython's gc.freeze, meant for servers; under --preload it also
-# spares the workers' copies of those pages).
+# What is loaded by now (the app and its libraries) lives as long as the process. Keep it
+# out of the cyclic collector's full collections, which otherwise scan all of it under
+# load with every thread of the worker waiting (CPython's gc.freeze, meant for servers;
+# docs/architecture.md has what it saved).
 gc.freeze()

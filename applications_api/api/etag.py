@@ -60,7 +60,7 @@ class ConditionalRequests(BaseBlueprint):
         """flask-smorest's set_etag (the response's ETag; a GET or HEAD whose
         If-None-Match names it is a 304) for what this API gives it: data, no schema,
         ETags always on, If-None-Match parsed only when sent. flask-smorest's own took
-        an eighth of a retrieve's CPU, mostly in those checks (bench/README.md)."""
+        a large share of a retrieve's CPU, mostly in those checks (bench/JOURNAL.md)."""
         if etag_schema is not None:
             raise TypeError("this API sets ETags from data, without a schema")
         etag = self._generate_etag(etag_data)

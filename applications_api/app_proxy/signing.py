@@ -85,9 +85,9 @@ def signing_key(secret: str, key_id: str, algorithm: str) -> SigningKey:
 
 
 # The library resolves every covered value (RFC 9421 §2) and serializes the parameters;
-# the base is those lines joined (§2.5). Its sign() costs 0.5 ms, as much again as the
-# rest of the proxy's decision: per request it parses the component names, builds the
-# base twice and serializes the parameters four times. Here the names are parsed once,
+# the base is those lines joined (§2.5). Its sign() parses the component names, builds
+# the base twice and serializes the parameters four times per request, as much again as
+# the rest of the proxy's decision (bench/JOURNAL.md). Here the names are parsed once,
 # the parameters up to `expires` serialized once per key and second, and the base's
 # lines shared by every signature of the request.
 _COMPONENTS = {
