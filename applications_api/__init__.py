@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .settings import INSTANCE_DIR, Settings, load_settings
+from .settings import INSTANCE_DIR, Settings, SettingsError, load_settings
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -30,7 +30,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     from .applications.views import blp as applications_blp
     from .auth import authentication
     from .auth.cli import commands as auth_commands
-    from .cache import ChangeFeed, FreshCache
+    from .cache import ChangeFeed, FeedIsDeaf, FreshCache
     from .docs import OperationIds
     from .docs import assets as docs_assets
     from .docs import index as docs_index
@@ -39,7 +39,13 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     if settings.database_url.startswith("sqlite"):
         Path(app.instance_path).mkdir(exist_ok=True)
     database.init_app(app, settings, MIGRATIONS_DIR)
-    changes = ChangeFeed(settings.database_url, settings.database_connect_timeout)
+    changes = ChangeFeed(
+        settings.database_url, settings.database_listen_url, settings.database_connect_timeout
+    )
+    try:
+        changes.check_hearing()
+    except FeedIsDeaf as error:
+        raise SettingsError(f"DATABASE_LISTEN_URL: {error}") from None
     transfer = app_proxy.transfer_for(settings)
     runtime.init_app(
         app,

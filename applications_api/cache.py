@@ -7,8 +7,10 @@ a topic's generation on whenever the database says its tables changed, whoever c
 them (the API, a CLI command, plain SQL, another server):
 
 - PostgreSQL: triggers (migration 0003) NOTIFY `applications_api_changes` with the
-  topic; each process keeps one listening connection, in a thread. Until it listens
-  (starting, or reconnecting after losing its connection), nothing cached is trusted.
+  topic; each process keeps one listening connection (DATABASE_LISTEN_URL, a session of
+  its own), in a thread. Until it listens and has heard a notification it sent itself
+  through DATABASE_URL (starting, or reconnecting after losing its connection, after a
+  failover too), nothing cached is trusted.
 - SQLite (one machine): before a cached answer is used, `PRAGMA data_version` on a
   connection of this process's own tells whether any other connection committed since.
 
@@ -18,6 +20,7 @@ and a ttl of 0 turns a cache off.
 
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -27,20 +30,27 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+from .settings import libpq_url
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "applications_api_changes"
 TOPICS = ("auth", "applications")
 RECONNECT_PAUSE = 0.2  # seconds between attempts to listen again
+HEARING_SECONDS = 1.0  # how long the listener waits for its own notification
+
+
+class FeedIsDeaf(Exception):
+    """A notification sent through DATABASE_URL did not reach the listener."""
 
 
 class ChangeFeed:
     """Tells this process when cached rows may have changed (see the module's doc)."""
 
-    def __init__(self, database_url: str, connect_timeout: float = 3.0) -> None:
-        url = make_url(database_url)
-        self.dialect = url.get_backend_name()
-        self.url = url
+    def __init__(self, database_url: str, listen_url: str, connect_timeout: float = 3.0) -> None:
+        self.dialect = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+        self.database_url = database_url
+        self.listen_url = listen_url
         self.connect_timeout = connect_timeout
         self.generations = dict.fromkeys(TOPICS, 0)
         self.listening = False
@@ -63,6 +73,19 @@ class ChangeFeed:
         for topic in topics or TOPICS:
             self.generations[topic] += 1
 
+    def check_hearing(self) -> None:
+        """At start-up: raise FeedIsDeaf if the listener cannot hear what is sent through
+        DATABASE_URL (a LISTEN through a transaction pooler). A database out of reach
+        now is only logged: the listener keeps trying, and trusts no cache meanwhile."""
+        if self.dialect == "sqlite":
+            return
+        try:
+            with self._connect(self.listen_url) as conn:
+                conn.execute(f"LISTEN {CHANNEL}")
+                self._prove_hearing(conn)
+        except psycopg.Error as error:
+            log.warning("change feed: could not check it hears (%s)", str(error).strip())
+
     def _start(self) -> None:
         with self.lock:
             if self.pid == os.getpid():
@@ -72,7 +95,7 @@ class ChangeFeed:
             self.changed()
             if self.dialect == "sqlite":
                 self.probe = sqlite3.connect(
-                    self.url.database or ":memory:",
+                    make_url(self.database_url).database or ":memory:",
                     check_same_thread=False,
                     timeout=self.connect_timeout,
                 )
@@ -88,31 +111,59 @@ class ChangeFeed:
                 self.data_version = version
                 self.changed()
 
+    def _connect(self, url: str, **arguments: Any) -> psycopg.Connection:
+        return psycopg.connect(
+            libpq_url(url),
+            autocommit=True,
+            connect_timeout=max(1, round(self.connect_timeout)),
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=2,
+            **arguments,
+        )
+
+    def _prove_hearing(self, conn: psycopg.Connection) -> None:
+        """Send a notification of our own the way the triggers' come (DATABASE_URL) and
+        wait for it on the listening connection `conn`, applying any other it hears."""
+        word = f"heard {secrets.token_hex(8)}"
+        with self._connect(self.database_url) as sender:
+            sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, word))
+        deadline = time.monotonic() + HEARING_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            for notice in conn.notifies(timeout=left, stop_after=1):
+                if notice.payload == word:
+                    return
+                self._apply(notice.payload)
+        raise FeedIsDeaf(
+            f"a notification sent through DATABASE_URL did not arrive within "
+            f"{HEARING_SECONDS:g} s; the change feed needs a session of its own: PostgreSQL "
+            "itself or a session-pooling PgBouncer, not a transaction pooler"
+        )
+
+    def _apply(self, payload: str) -> None:
+        self.changed(*[topic for topic in payload.split(",") if topic in TOPICS])
+
     def _listen(self) -> None:
-        conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
         while True:
             try:
-                with psycopg.connect(
-                    conninfo,
-                    autocommit=True,
-                    connect_timeout=max(1, round(self.connect_timeout)),
-                    application_name="applications_api change feed",
-                    keepalives=1,
-                    keepalives_idle=5,
-                    keepalives_interval=2,
-                    keepalives_count=2,
+                with self._connect(
+                    self.listen_url, application_name="applications_api change feed"
                 ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    self._prove_hearing(conn)
                     self.changed()  # whatever happened while nobody listened
                     self.listening = True
                     log.info("change feed: listening")
                     for notice in conn.notifies():
-                        self.changed(*[t for t in notice.payload.split(",") if t in TOPICS])
+                        self._apply(notice.payload)
             except psycopg.Error as error:
                 if self.listening:
                     log.warning(
                         "change feed: lost its connection, caches off until back: %s", error
                     )
+            except FeedIsDeaf as error:
+                log.error("change feed: DATABASE_LISTEN_URL: %s; caches off", error)
             self.listening = False
             time.sleep(RECONNECT_PAUSE)
 

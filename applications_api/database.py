@@ -15,6 +15,7 @@ errors become SQLAlchemy's exceptions (api/errors.py maps them to 4xx/503), and 
 the driver reports lost is invalidated, so the pool never hands it out again.
 """
 
+import logging
 import select
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -29,7 +30,9 @@ from sqlalchemy import Dialect, Engine, Executable, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.pool import PoolProxiedConnection
 
-from .settings import Settings
+from .settings import Settings, libpq_url
+
+log = logging.getLogger(__name__)
 
 # Objects keep their values after commit (the CLI commands' ORM sessions).
 db = SQLAlchemy(session_options={"expire_on_commit": False})
@@ -37,7 +40,12 @@ migrate = Migrate()
 
 
 def init_app(app: Flask, settings: Settings, migrations_dir: str) -> None:
-    app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
+    if settings.database_url.startswith("sqlite"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = settings.database_url
+    else:
+        # libpq reads the URL itself (several hosts, target_session_attrs, service files);
+        # SQLAlchemy only needs the dialect.
+        app.config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://"
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings)
     db.init_app(app)
     migrate.init_app(app, db, directory=migrations_dir)
@@ -45,6 +53,12 @@ def init_app(app: Flask, settings: Settings, migrations_dir: str) -> None:
     with app.app_context():
         _install_sqlite_pragmas(db.engine)
         _install_liveness_check(db.engine)
+        connector = app.config["SQLALCHEMY_ENGINE_OPTIONS"].get("creator")
+        if isinstance(connector, PostgreSQLConnector):
+
+            @event.listens_for(db.engine, "connect")
+            def _begin_words(_dbapi_connection: Any, record: Any) -> None:
+                record.info["begin"] = connector.begin  # what _execute sends for BEGIN
 
 
 def engine_options(settings: Settings) -> dict[str, Any]:
@@ -63,14 +77,33 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     if settings.database_url.startswith("sqlite"):
         options["connect_args"] = {"timeout": settings.database_connect_timeout}
     else:
-        lock_ms = int(settings.database_statement_timeout * 1000)
+        options["creator"] = PostgreSQLConnector(settings)
+        options["pool_timeout"] = settings.database_connect_timeout
+    return options
+
+
+class PostgreSQLConnector:
+    """Opens the pool's PostgreSQL connections, and finds out once per process whether a
+    transaction pooler (PgBouncer's pool_mode = transaction) stands in front of
+    PostgreSQL: it refuses the `options` startup parameter, or ignores it.
+
+    Directly, each connection carries the statement and lock timeouts from its start and
+    psycopg prepares the statements it runs often. Behind a transaction pooler a session
+    is no one's: consecutive transactions land on different server connections, so no
+    startup parameter, no prepared statement, and the timeouts travel as SET LOCAL in
+    each transaction's BEGIN (_begin). DATABASE_POOLER=transaction says so up front.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.url = libpq_url(settings.database_url)
+        self.lock_ms = int(settings.database_statement_timeout * 1000)
         # A statement gets a tenth longer than a lock wait, so that one waiting for a
         # lock all that time is told a lock timeout (a 503 saying others are writing),
         # whichever of the two timers PostgreSQL would have fired first.
-        statement_ms = lock_ms + max(1, lock_ms // 10)
-        options["connect_args"] = {
+        self.statement_ms = self.lock_ms + max(1, self.lock_ms // 10)
+        self.arguments: dict[str, Any] = {
+            "autocommit": True,
             "connect_timeout": max(1, round(settings.database_connect_timeout)),
-            "options": f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms}",
             # Notice a peer that vanished without closing the connection.
             "keepalives": 1,
             "keepalives_idle": 5,
@@ -78,8 +111,46 @@ def engine_options(settings: Settings) -> dict[str, Any]:
             "keepalives_count": 2,
             "tcp_user_timeout": int(settings.database_connect_timeout * 1000),
         }
-        options["pool_timeout"] = settings.database_connect_timeout
-    return options
+        # None until the first connection tells
+        self.pooled: bool | None = True if settings.database_pooler == "transaction" else None
+
+    @property
+    def begin(self) -> str:
+        """A transaction's first words on this database."""
+        if not self.pooled:
+            return "BEGIN"
+        return (
+            f"BEGIN; SET LOCAL lock_timeout = {self.lock_ms};"
+            f" SET LOCAL statement_timeout = {self.statement_ms}"
+        )
+
+    def __call__(self) -> psycopg.Connection:
+        if self.pooled:
+            connection = psycopg.connect(self.url, **self.arguments)
+            connection.prepare_threshold = None
+            return connection
+        options = f"-c statement_timeout={self.statement_ms} -c lock_timeout={self.lock_ms}"
+        try:
+            connection = psycopg.connect(self.url, options=options, **self.arguments)
+        except psycopg.OperationalError as error:
+            if "unsupported startup parameter" not in str(error):
+                raise
+            self._found_pooler("it refuses the options startup parameter")
+            return self()
+        if self.pooled is None:
+            applied = connection.execute(
+                "SELECT setting FROM pg_settings WHERE name = 'lock_timeout'"
+            ).fetchone()
+            if applied != (str(self.lock_ms),):
+                connection.close()
+                self._found_pooler("the options startup parameter did not reach the server")
+                return self()
+            self.pooled = False
+        return connection
+
+    def _found_pooler(self, why: str) -> None:
+        log.info("database: behind a transaction pooler (%s): timeouts set per transaction", why)
+        self.pooled = True
 
 
 Row = dict[str, Any]
@@ -153,7 +224,11 @@ def transaction() -> Iterator[None]:
     """The statements run inside it as one short transaction on this request's
     connection, despite autocommit: BEGIN is ours, sent before the first statement.
     SQLite's takes the write lock at once (BEGIN IMMEDIATE), so concurrent writers queue
-    for the busy timeout rather than fail on an upgrade."""
+    for the busy timeout rather than fail on an upgrade. Inside another, it is part of
+    that one (which commits)."""
+    if g.get("_transaction") is not None:
+        yield
+        return
     begin = "BEGIN IMMEDIATE" if is_sqlite(db.engine) else "BEGIN"
     current = g._transaction = _Transaction(begin)
     try:
@@ -207,7 +282,7 @@ def _execute(
         cursor = pooled.info["cursor"] = driver.cursor()
     try:
         if begin:
-            _begin(driver, cursor, begin)
+            _begin(driver, cursor, pooled.info.get("begin", begin))
         if commit and isinstance(driver, psycopg.Connection):
             with driver.pipeline():
                 cursor.execute(sql, parameters)

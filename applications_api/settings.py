@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -53,7 +54,9 @@ class ServerSettings:
 class Settings:
     environment: str
     trusted_proxies: int
-    database_url: str
+    database_url: str  # sqlite:///… or postgresql+psycopg://… (libpq's URL: several hosts too)
+    database_listen_url: str  # where the change feed listens (cache.py): a session of its own
+    database_pooler: str  # "auto" or "transaction" (database.py)
     database_connect_timeout: float
     database_statement_timeout: float
     threads: int  # GUNICORN_THREADS: requests a process serves at once (gunicorn.conf.py)
@@ -103,25 +106,56 @@ def _number(
     return value
 
 
-def _database_url(env: Mapping[str, str]) -> str:
-    raw = env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+def _database_url(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
     # Hosting platforms hand out postgres:// and postgresql:// URLs; this service
     # talks to PostgreSQL through psycopg 3.
     for prefix in ("postgres://", "postgresql://"):
         if raw.startswith(prefix):
             raw = "postgresql+psycopg://" + raw[len(prefix) :]
+    if raw.startswith("postgresql+psycopg://"):
+        # libpq reads it (database.libpq_url): its syntax, several hosts included, for a
+        # failover (postgresql://h1:5432,h2:5433/db?target_session_attrs=read-write).
+        try:
+            psycopg.conninfo.conninfo_to_dict(libpq_url(raw))
+        except psycopg.ProgrammingError as error:
+            raise SettingsError(
+                f"{name}: {raw!r} is not a PostgreSQL URL: {str(error).strip()}"
+            ) from None
+        return raw
     try:
         url = make_url(raw)
     except ArgumentError:
-        raise SettingsError(f"DATABASE_URL: {raw!r} is not a database URL") from None
-    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise SettingsError(f"{name}: {raw!r} is not a database URL") from None
+    if url.get_backend_name() == "postgresql":
+        raise SettingsError(f"{name}: use postgresql:// or postgresql+psycopg://")
+    if url.get_backend_name() != "sqlite":
         raise SettingsError(
-            f"DATABASE_URL: unsupported database {url.get_backend_name()!r} "
+            f"{name}: unsupported database {url.get_backend_name()!r} "
             "(use sqlite:/// or postgresql://)"
         )
-    if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
-        raise SettingsError("DATABASE_URL: use postgresql:// or postgresql+psycopg://")
     return raw
+
+
+def libpq_url(database_url: str) -> str:
+    """A PostgreSQL DATABASE_URL as libpq takes it."""
+    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _listen_url(env: Mapping[str, str], database_url: str) -> str:
+    listen_url = _database_url(env, "DATABASE_LISTEN_URL", database_url)
+    if listen_url.startswith("sqlite") != database_url.startswith("sqlite"):
+        raise SettingsError(
+            f"DATABASE_LISTEN_URL: {listen_url!r} is not the database of DATABASE_URL"
+        )
+    return database_url if database_url.startswith("sqlite") else listen_url
+
+
+def _pooler(env: Mapping[str, str]) -> str:
+    pooler = env.get("DATABASE_POOLER", "").strip().lower() or "auto"
+    if pooler not in ("auto", "transaction"):
+        raise SettingsError(f"DATABASE_POOLER: {pooler!r} is neither auto nor transaction")
+    return pooler
 
 
 def _own_addresses(
@@ -254,12 +288,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     # keeps the other half whatever the backends and callers do; one application at most
     # three quarters of that (the others always find a slot), one caller half.
     threads = _number(env, "GUNICORN_THREADS", 8, cast=int)
+    database_url = _database_url(env, "DATABASE_URL", DEFAULT_DATABASE_URL)
     max_in_flight = _number(env, "APP_PROXY_MAX_IN_FLIGHT", max(1, threads // 2), cast=int)
     per_app = max(1, max_in_flight - max(1, max_in_flight // 4))
     return Settings(
         environment=environment,
         trusted_proxies=_number(env, "TRUSTED_PROXIES", 0, cast=int, allow_zero=True),
-        database_url=_database_url(env),
+        database_url=database_url,
+        database_listen_url=_listen_url(env, database_url),
+        database_pooler=_pooler(env),
         database_connect_timeout=_number(env, "DATABASE_CONNECT_TIMEOUT", 3.0),
         database_statement_timeout=_number(env, "DATABASE_STATEMENT_TIMEOUT", 5.0),
         threads=threads,

@@ -179,19 +179,20 @@ def read_versions(app_id: int) -> tuple[KeyVersion, ...]:
     if not rows:
         settings = current_settings()
         now = utcnow()
-        database.rows(
-            RECORD_FIRST[database.db.engine.dialect.name],
-            {
-                "app_id": app_id,
-                "version": 1,
-                "algorithm": settings.proxy_signing_algorithm,
-                "secret_id": secret_id(settings.proxy_signing_key),
-                "created_date": now,
-                # it signed before it was recorded (and a server whose clock is behind
-                # must not see it as a next key)
-                "signs_from": EPOCH,
-            },
-        )
+        with database.transaction():  # (where its lock wait is bounded behind a pooler too)
+            database.rows(
+                RECORD_FIRST[database.db.engine.dialect.name],
+                {
+                    "app_id": app_id,
+                    "version": 1,
+                    "algorithm": settings.proxy_signing_algorithm,
+                    "secret_id": secret_id(settings.proxy_signing_key),
+                    "created_date": now,
+                    # it signed before it was recorded (and a server whose clock is behind
+                    # must not see it as a next key)
+                    "signs_from": EPOCH,
+                },
+            )
         rows = database.rows(VERSIONS_OF, {"app_id": app_id})
     return tuple(KeyVersion.of(row) for row in rows)
 

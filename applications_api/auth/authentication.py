@@ -122,14 +122,16 @@ def _touch(digest: str) -> None:
     _touched[digest] = now
     when = utcnow()
     try:
-        database.rows(
-            TOUCH_TOKEN,
-            {
-                "digest": digest,
-                "now": when,
-                "stale_before": when - timedelta(seconds=LAST_USED_EVERY),
-            },
-        )
+        with database.transaction():  # (where its lock wait is bounded behind a pooler too)
+            database.rows(
+                TOUCH_TOKEN,
+                {
+                    "digest": digest,
+                    "now": when,
+                    "stale_before": when - timedelta(seconds=LAST_USED_EVERY),
+                },
+                last=True,
+            )
     except OperationalError as error:  # a busy SQLite file, say: the next minute will do
         log.info("token last_used not updated: %s", error)
 

@@ -51,6 +51,10 @@ def test_the_proxy_bulkhead_follows_gunicorns_threads():
         ("postgresql://u@db/app", "postgresql+psycopg://u@db/app"),
         ("postgresql+psycopg://u@db/app", "postgresql+psycopg://u@db/app"),
         ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+        (  # libpq's several hosts, for a failover
+            "postgresql://u@h1:5432,h2:5433/app?target_session_attrs=read-write",
+            "postgresql+psycopg://u@h1:5432,h2:5433/app?target_session_attrs=read-write",
+        ),
     ],
 )
 def test_database_urls_as_platforms_hand_them_out(given, expected):
@@ -63,6 +67,10 @@ def test_database_urls_as_platforms_hand_them_out(given, expected):
         ("DATABASE_URL", "not a url"),
         ("DATABASE_URL", "mysql://u@db/app"),
         ("DATABASE_URL", "postgresql+psycopg2://u@db/app"),
+        ("DATABASE_URL", "postgresql://u@db/app?target_session=read-write"),
+        ("DATABASE_LISTEN_URL", "sqlite:////tmp/x.db"),  # (the database is PostgreSQL)
+        ("DATABASE_LISTEN_URL", "mysql://u@db/app"),
+        ("DATABASE_POOLER", "pgbouncer"),
         ("DATABASE_CONNECT_TIMEOUT", "-1"),
         ("DATABASE_CONNECT_TIMEOUT", "soon"),
         ("DATABASE_STATEMENT_TIMEOUT", "0"),
@@ -89,8 +97,9 @@ def test_database_urls_as_platforms_hand_them_out(given, expected):
     ],
 )
 def test_an_invalid_setting_names_itself(name, value):
+    env = {"DATABASE_URL": "postgresql://u@db/app"} if name == "DATABASE_LISTEN_URL" else {}
     with pytest.raises(SettingsError) as error:
-        load_settings({name: value})
+        load_settings({**env, name: value})
     assert str(error.value).startswith(f"{name}:")
 
 
@@ -100,6 +109,14 @@ def test_production_refuses_to_start_without_a_signing_key():
     assert str(error.value).startswith("APP_PROXY_SIGNING_KEY:")
     settings = load_settings({"APP_ENV": "production", "APP_PROXY_SIGNING_KEY": "k"})
     assert settings.environment == "production"
+
+
+def test_the_change_feed_listens_where_database_url_says_unless_told():
+    env = {"DATABASE_URL": "postgresql://u@pgbouncer:6432/app"}
+    assert load_settings(env).database_listen_url == "postgresql+psycopg://u@pgbouncer:6432/app"
+    direct = {**env, "DATABASE_LISTEN_URL": "postgresql://u@db:5432/app"}
+    assert load_settings(direct).database_listen_url == "postgresql+psycopg://u@db:5432/app"
+    assert load_settings(direct).database_pooler == "auto"
 
 
 def test_an_empty_denied_network_list_is_allowed():

@@ -8,10 +8,15 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from applications_api.database import db
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
+# Behind a transaction pooler the change feed listens straight to PostgreSQL
+# (tests/support/pgbouncer.py).
+DATABASE_LISTEN_URL = os.environ.get("DATABASE_LISTEN_URL", "")
+BEHIND_A_POOLER = bool(DATABASE_LISTEN_URL)
 ON_POSTGRESQL = DATABASE_URL.startswith(("postgres://", "postgresql"))
 TABLES = ("signing_keys", "application_changes", "applications", "tokens", "users")
 SIGNING_KEY = "test-signing-key"
@@ -32,8 +37,13 @@ class BufferedClient(FlaskClient):
 
 def make_env(database_url, **overrides):
     # No caches by default: tests see a deactivated user or application refused at once.
+    listen = {}
+    if DATABASE_LISTEN_URL and database_url.startswith("postgres"):
+        database = make_url(database_url).database
+        listen["DATABASE_LISTEN_URL"] = make_url(DATABASE_LISTEN_URL).set(database=database)
     return {
         "DATABASE_URL": database_url,
+        **{name: url.render_as_string(hide_password=False) for name, url in listen.items()},
         "LOG_LEVEL": "WARNING",
         "AUTH_CACHE_SECONDS": "0",
         "APP_PROXY_CACHE_SECONDS": "0",
