@@ -1,5 +1,5 @@
-"""Per-process caches for the hot paths (verified tokens, proxy targets) that never
-outlive the rows they copied.
+"""Per-process caches for the hot paths (verified tokens, proxy targets), dropped as soon
+as the database says the rows they copied changed.
 
 Each cache belongs to a topic ("auth": users and tokens; "applications") and keeps an
 entry only while its topic's generation is the one it was read in. The ChangeFeed moves

@@ -19,7 +19,7 @@ JWKS's lifetime in caches); from then on both keys sign until the grace period e
 `--now` (a leaked key) signs with the next key at once and retires the others.
 
 Rows change through the CLI or plain SQL; the change feed (cache.py, migration 0005's
-trigger) tells every worker, so a cached set of versions never outlives them.
+trigger) tells every worker, which then drops its cached set of versions.
 """
 
 import hashlib
