@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Hashable
+from contextlib import suppress
 from typing import Any
 
 import psycopg
@@ -135,6 +136,8 @@ class ChangeFeed:
                 if notice.payload == word:
                     return
                 self._apply(notice.payload)
+        with suppress(psycopg.Error):  # (through a pooler, leave no server connection listening)
+            conn.execute(f"UNLISTEN {CHANNEL}")
         raise FeedIsDeaf(
             f"a notification sent through DATABASE_URL did not arrive within "
             f"{HEARING_SECONDS:g} s; the change feed needs a session of its own: PostgreSQL "

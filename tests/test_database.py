@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from applications_api import database
 from applications_api.applications.service import APPLICATION_BY_ID
 from applications_api.auth.models import User
-from tests.support.app import postgresql_only
+from tests.support.app import own_sessions_only, postgresql_only
 from tests.support.live_server import LiveServer
 
 
@@ -50,6 +50,7 @@ def test_statements_it_cannot_send_as_compiled_are_refused(app):
         database.rows(select(User.id).where(User.username.in_(["a", "b"])))
 
 
+@own_sessions_only
 @postgresql_only
 @pytest.mark.parametrize("in_a_write", [False, True], ids=["read", "write's BEGIN"])
 def test_a_connection_lost_mid_request_is_a_503_error_and_the_next_statement_reconnects(

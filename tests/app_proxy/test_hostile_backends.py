@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from tests.support.app import SIGNING_KEY
+from tests.support.app import SIGNING_KEY, database_env
 from tests.support.servers import Gunicorn, register_backend
 
 # Header lines a backend may not send: control bytes in a value, a name that is not a
@@ -115,7 +115,7 @@ def test_hostile_answers_leave_every_slot_free_under_gunicorn(
     back, so four such answers denied the application for good."""
     env = {
         "PATH": "/usr/bin:/bin",
-        "DATABASE_URL": database_url,
+        **database_env(database_url),
         "APP_PROXY_SIGNING_KEY": SIGNING_KEY,
         "GUNICORN_WORKERS": "1",
     }
@@ -145,7 +145,7 @@ def test_hostile_answers_leave_every_slot_free_under_gunicorn(
 
 
 def test_gunicorn_answers_its_own_refusals_in_json(tmp_path, database_url):
-    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": database_url, "GUNICORN_WORKERS": "1"}
+    env = {"PATH": "/usr/bin:/bin", **database_env(database_url), "GUNICORN_WORKERS": "1"}
     server = Gunicorn(tmp_path, env)
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from applications_api.applications.service import WRITERS_OF
-from tests.support.app import ON_POSTGRESQL, postgresql_only
+from tests.support.app import ON_POSTGRESQL, direct_url, postgresql_only
 from tests.support.live_server import LiveServer
 
 WRITERS = 20
@@ -94,8 +94,8 @@ def test_writers_of_one_application_take_turns_in_the_order_they_came(
     under contention a late writer never overtakes earlier ones, and writers of other
     applications do not wait."""
     queued, other = create(name="queued")["id"], create(name="other")["id"]
-    admin = psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True)
-    holder = psycopg.connect(database_url.replace("+psycopg", ""))
+    admin = psycopg.connect(direct_url(database_url), autocommit=True)
+    holder = psycopg.connect(direct_url(database_url))
     holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", (WRITERS_OF, queued))
 
     def waiting():

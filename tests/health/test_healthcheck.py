@@ -4,7 +4,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from applications_api.database import db
-from tests.support.app import postgresql_only
+from tests.support.app import own_sessions_only, postgresql_only
 from tests.support.tcp_tools import BlackHole, Forwarder
 
 URL = "/api/v1/healthcheck/"
@@ -76,6 +76,7 @@ def test_platform_style_postgres_urls_work_as_given(make_app, database_url):
     assert app.test_client().get(URL).status_code == 200
 
 
+@own_sessions_only
 @postgresql_only
 def test_a_pooled_connection_the_server_closed_is_replaced_unseen(make_app, database_url, reader):
     """No pre-ping: a connection the server ended while it sat in the pool (a restart,

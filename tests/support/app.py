@@ -24,6 +24,11 @@ SIGNING_KEY = "test-signing-key"
 postgresql_only = pytest.mark.skipif(
     not ON_POSTGRESQL, reason="needs DATABASE_URL pointing at PostgreSQL"
 )
+# What the service does when PostgreSQL ends one of its sessions: behind a pooler the
+# sessions are the pooler's (it replaces a server connection that died, unseen).
+own_sessions_only = pytest.mark.skipif(
+    BEHIND_A_POOLER, reason="behind a pooler the server connections are the pooler's"
+)
 
 
 class BufferedClient(FlaskClient):
@@ -35,15 +40,26 @@ class BufferedClient(FlaskClient):
         return super().open(*args, **kwargs)
 
 
+def database_env(database_url):
+    """DATABASE_URL, and DATABASE_LISTEN_URL for the same database behind a pooler."""
+    env = {"DATABASE_URL": database_url}
+    if DATABASE_LISTEN_URL and database_url.startswith("postgres"):
+        listen = make_url(DATABASE_LISTEN_URL).set(database=make_url(database_url).database)
+        env["DATABASE_LISTEN_URL"] = listen.render_as_string(hide_password=False)
+    return env
+
+
+def direct_url(database_url):
+    """PostgreSQL itself, for a test's own connections (libpq's URL)."""
+    return (
+        database_env(database_url).get("DATABASE_LISTEN_URL", database_url).replace("+psycopg", "")
+    )
+
+
 def make_env(database_url, **overrides):
     # No caches by default: tests see a deactivated user or application refused at once.
-    listen = {}
-    if DATABASE_LISTEN_URL and database_url.startswith("postgres"):
-        database = make_url(database_url).database
-        listen["DATABASE_LISTEN_URL"] = make_url(DATABASE_LISTEN_URL).set(database=database)
     return {
-        "DATABASE_URL": database_url,
-        **{name: url.render_as_string(hide_password=False) for name, url in listen.items()},
+        **database_env(database_url),
         "LOG_LEVEL": "WARNING",
         "AUTH_CACHE_SECONDS": "0",
         "APP_PROXY_CACHE_SECONDS": "0",
