@@ -31,6 +31,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+from .database import KEEPALIVES
 from .settings import libpq_url
 
 log = logging.getLogger(__name__)
@@ -117,10 +118,7 @@ class ChangeFeed:
             libpq_url(url),
             autocommit=True,
             connect_timeout=max(1, round(self.connect_timeout)),
-            keepalives=1,
-            keepalives_idle=5,
-            keepalives_interval=2,
-            keepalives_count=2,
+            **KEEPALIVES,
             **arguments,
         )
 

@@ -82,6 +82,15 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+# libpq's TCP keepalives: notice a peer that vanished without closing the connection.
+KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+}
+
+
 class PostgreSQLConnector:
     """Opens the pool's PostgreSQL connections, and finds out once per process whether a
     transaction pooler (PgBouncer's pool_mode = transaction) stands in front of
@@ -104,11 +113,7 @@ class PostgreSQLConnector:
         self.arguments: dict[str, Any] = {
             "autocommit": True,
             "connect_timeout": max(1, round(settings.database_connect_timeout)),
-            # Notice a peer that vanished without closing the connection.
-            "keepalives": 1,
-            "keepalives_idle": 5,
-            "keepalives_interval": 2,
-            "keepalives_count": 2,
+            **KEEPALIVES,
             "tcp_user_timeout": int(settings.database_connect_timeout * 1000),
         }
         # None until the first connection tells
@@ -142,9 +147,9 @@ class PostgreSQLConnector:
                 "SELECT setting FROM pg_settings WHERE name = 'lock_timeout'"
             ).fetchone()
             if applied != (str(self.lock_ms),):
-                connection.close()
                 self._found_pooler("the options startup parameter did not reach the server")
-                return self()
+                connection.prepare_threshold = None
+                return connection
             self.pooled = False
         return connection
 
