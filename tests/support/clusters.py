@@ -6,6 +6,7 @@ suite's own cluster (15/main) is never touched."""
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import psycopg
 from tests.support.pgbouncer import free_port
 
 VERSION = "15"
+REFUSE = "host all all 127.0.0.1/32 reject"
 
 
 def _run(*command):
@@ -58,6 +60,15 @@ class Cluster:
 
     def promote(self) -> None:
         self.ctl("promote")  # (pg_ctl promote waits until it accepts writes)
+
+    def refuse_connections(self, refuse: bool) -> None:
+        """Refuse (or take again) every new TCP connection: pg_hba.conf, reloaded at once
+        (SIGHUP to the postmaster; a standby reloads it too). Open sessions go on."""
+        hba = Path("/etc/postgresql") / VERSION / self.name / "pg_hba.conf"
+        rules = [line for line in hba.read_text().splitlines() if line != REFUSE]
+        hba.write_text("\n".join([REFUSE, *rules] if refuse else rules) + "\n")
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGHUP)
 
     def drop(self) -> None:
         subprocess.run(

@@ -151,23 +151,40 @@ def test_a_failover_under_load(synchronous):
     assert figures["lost"] == 0 or not synchronous, "an acknowledged write was lost"
 
 
+def promote(standby, took):
+    standby.promote()
+    took.append(time.monotonic())
+
+
+def connects(cluster):
+    try:
+        psycopg.connect(cluster.url("failover"), connect_timeout=2).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
 def fail_over(app, server, primary, standby, writer, before, after):
     caches_trusted(app)
     for _ in range(3):
         assert status(server, before) == 200  # (cached now, trusted while the feed hears)
     # The session that changes the new primary first, opened while it is a standby;
-    # then nobody else may connect to the database until that change is made, so the
-    # change feed cannot hear it: no cache entry from before the failover may outlive it.
+    # from just before the promotion until that change is made the standby takes no new
+    # connection, so the change feed cannot hear it: no cache entry from before the
+    # failover may outlive it.
     changer = psycopg.connect(standby.url("failover"), autocommit=True)
+    took: list[float] = []  # when the promotion returned
     load = Load(server.url, writer)
     try:
         time.sleep(1.5)
-        primary.execute("ALTER DATABASE failover ALLOW_CONNECTIONS false")
         stopped = time.monotonic()
         primary.stop_immediately()
-        time.sleep(1)
-        promotion = threading.Thread(target=standby.promote)
+        time.sleep(1)  # (requests meanwhile find a standby: read-only)
+        standby.refuse_connections(True)
+        while connects(standby):
+            time.sleep(0.01)
         promoted = time.monotonic()
+        promotion = threading.Thread(target=promote, args=(standby, took))
         promotion.start()
         while True:  # as soon as it takes writes
             try:
@@ -177,7 +194,7 @@ def fail_over(app, server, primary, standby, writer, before, after):
                 time.sleep(0.002)
         feed = app.extensions["applications_api"].token_cache.feed
         assert not feed.listening
-        standby.execute("ALTER DATABASE failover ALLOW_CONNECTIONS true")
+        standby.refuse_connections(False)
         changed = time.monotonic()
         promotion.join()
         deadline = promoted + BACK_WITHIN + SETTLED
@@ -223,6 +240,7 @@ def fail_over(app, server, primary, standby, writer, before, after):
         "requests": len(answers),
         "503s": sum(answer.status == 503 for answer in answers),
         "slowest answer s": f"{slowest:.3f}",
+        "promotion took s": f"{took[0] - promoted:.2f}",
         "first 2xx after the promotion s": f"{first_ok - promoted:.2f}",
         "steady 2xx after s": f"{steady - promoted:.2f}",
         "refused for s": f"{steady - stopped:.2f}",
