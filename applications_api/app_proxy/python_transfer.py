@@ -39,7 +39,6 @@ import requests
 from flask import Flask, Response, request
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
-from urllib3.response import HTTPResponse
 from urllib3.util import SKIP_HEADER
 from webargs.flaskparser import abort
 from werkzeug.exceptions import ClientDisconnected
@@ -49,25 +48,15 @@ from ..settings import Settings
 from . import connections
 from .bulkhead import Bulkhead, Busy
 from .forwarding import Target, end_to_end, fail, forwarded_headers, proxy_prefix
+from .in_flight import InFlight
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
 UPLOAD_READ_SIZE = 16 * 1024  # (the watchdog sees an upload's progress a read at a time)
-# Seconds a body may move slower than APP_PROXY_MIN_RATE at first. The watchdog sees an
-# upload's progress one read (UPLOAD_READ_SIZE) at a time, so MIN_RATE × RATE_GRACE must
-# exceed a read, or an honest client at the minimum rate could be cut (4 KiB/s × 30 s).
-RATE_GRACE = 30.0
-# Seconds a caller's body may take to deliver its first read: a declared body that does
-# not come is cut before it holds a slot for long (a read at 1.6 KB/s, a 2G link's pace).
-BODY_START = 10.0
-# What the bulkhead counts as moving (bulkhead.py): bytes a second either way, or an
-# exchange younger than MOVING_GRACE seconds.
-MOVING_RATE = 8192
-MOVING_GRACE = 0.25
 WATCHDOG_INTERVAL = 0.5
 REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})  # idempotent, when bodiless
-ENVIRON_KEY = "applications_api.app_proxy.transfer"  # this request's Transfer, once admitted
+ENVIRON_KEY = "applications_api.app_proxy.transfer"  # this request's InFlight, once admitted
 
 
 class UpstreamBrokeOff(Exception):
@@ -81,77 +70,6 @@ class CallerBodyError(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error) or type(error).__name__)
         self.aborted = isinstance(error, OSError | ClientDisconnected)
-
-
-class Transfer:
-    """One proxied exchange in flight: what the bulkhead admits, the watchdog watches and
-    may cut."""
-
-    def __init__(
-        self, app_id: int, caller: int, caller_socket: socket.socket | None, deadline: float
-    ) -> None:
-        self.app_id, self.caller = app_id, caller
-        self.caller_socket = caller_socket
-        self.started = time.monotonic()
-        self.deadline = self.started + deadline
-        # the backend's urllib3 response, once it answered
-        self.upstream: HTTPResponse | None = None
-        self.cut_reason: str | None = None
-        self.body_started: float | None = None  # monotonic time a body began to move; None between
-        self.uploading = False  # the body moving is the caller's
-        self.body_bytes = 0
-        self.total_bytes = 0  # both ways, all along
-        self.rate = 0.0  # bytes a second over the watchdog's last interval
-        self.sampled = (self.started, 0)
-
-    def moving_body(self, upload: bool = False) -> None:
-        self.body_started, self.body_bytes, self.uploading = time.monotonic(), 0, upload
-
-    def waiting(self) -> None:
-        self.body_started = None  # waiting for the backend is bounded by its own timeout
-
-    def moved(self, count: int) -> None:
-        self.body_bytes += count
-        self.total_bytes += count
-
-    def sample(self, now: float) -> None:
-        """The rate since the last sample (the watchdog's)."""
-        then, total = self.sampled
-        if now > then:
-            self.rate = (self.total_bytes - total) / (now - then)
-        self.sampled = (now, self.total_bytes)
-
-    def moving(self, now: float) -> bool:
-        then, total = self.sampled  # (and the rate since then: a young exchange has one too)
-        current = (self.total_bytes - total) / max(now - then, 0.001)
-        return now - self.started < MOVING_GRACE or max(self.rate, current) >= MOVING_RATE
-
-    def overdue(self, now: float, min_rate: int) -> str | None:
-        if now > self.deadline:
-            return "deadline"
-        if self.body_started is None:
-            return None
-        if self.uploading and not self.body_bytes and now - self.body_started > BODY_START:
-            return "too_slow"
-        if min_rate:
-            elapsed = now - self.body_started - RATE_GRACE
-            if elapsed > 0 and self.body_bytes < min_rate * elapsed:
-                return "too_slow"
-        return None
-
-    def cut(self, reason: str) -> None:
-        """Unblock whatever this transfer's thread waits on, and make it give up."""
-        self.cut_reason = reason
-        if self.caller_socket is not None:
-            try:
-                self.caller_socket.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self.upstream is not None:
-            try:
-                self.upstream.shutdown()
-            except (OSError, ValueError, RuntimeError):
-                pass
 
 
 class PythonTransfer:
@@ -187,9 +105,9 @@ class PythonTransfer:
 
     # -- the bulkhead ---------------------------------------------------------------
 
-    def _admit(self, target: Target) -> Transfer:
-        """A Transfer for this request within the bulkhead, or its 503."""
-        transfer = Transfer(
+    def _admit(self, target: Target) -> InFlight:
+        """An InFlight for this request within the bulkhead, or its 503."""
+        transfer = InFlight(
             target.app_id, target.user_id, _caller_socket(), self.settings.proxy_deadline
         )
         self._start_once()
@@ -207,7 +125,7 @@ class PythonTransfer:
         request.environ[ENVIRON_KEY] = transfer
         return transfer
 
-    def _release(self, transfer: Transfer) -> None:
+    def _release(self, transfer: InFlight) -> None:
         self.bulkhead.release(transfer)
 
     def _start_once(self) -> None:
@@ -230,7 +148,7 @@ class PythonTransfer:
             with self.bulkhead.changed:
                 transfers = list(self.bulkhead.active)
             for transfer in transfers:
-                assert isinstance(transfer, Transfer)
+                assert isinstance(transfer, InFlight)
                 transfer.sample(now)
                 reason = transfer.overdue(now, self.settings.proxy_min_rate)
                 if reason and transfer.cut_reason is None:
@@ -253,7 +171,7 @@ class PythonTransfer:
         response.call_on_close(lambda: self._release(transfer))
         return response
 
-    def _send(self, transfer: Transfer, target: Target) -> requests.Response:
+    def _send(self, transfer: InFlight, target: Target) -> requests.Response:
         settings = self.settings
         assert self.adapter is not None  # (started by _admit)
         try:
@@ -347,7 +265,7 @@ class PythonTransfer:
         return upstream
 
     def _response(
-        self, transfer: Transfer, upstream: requests.Response, target: Target
+        self, transfer: InFlight, upstream: requests.Response, target: Target
     ) -> Response:
         app_id = transfer.app_id
         headers = [
@@ -434,7 +352,7 @@ class _CountedBody:
     whatever reading it raised told apart from the backend's failures; `len` tells
     requests to send Content-Length rather than chunks."""
 
-    def __init__(self, stream: IO[bytes], transfer: Transfer, length: int | None = None) -> None:
+    def __init__(self, stream: IO[bytes], transfer: InFlight, length: int | None = None) -> None:
         self.stream, self.transfer = stream, transfer
         if length is not None:
             self.len = length
@@ -458,7 +376,7 @@ class _CountedBody:
 
 
 def _request_body(
-    transfer: Transfer, digest_max_bytes: int
+    transfer: InFlight, digest_max_bytes: int
 ) -> tuple[bytes | _CountedBody | Iterator[bytes] | None, bytes | None]:
     """(what requests sends, the bytes read for the signature's digest or None): an
     empty body and one of at most `digest_max_bytes` are read first, so the signature
