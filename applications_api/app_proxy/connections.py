@@ -3,7 +3,6 @@ process, its pools keyed by address and TLS name, each pooled connection let go 
 IDLE_REUSE seconds idle, the request target sent as it was signed, and every header line
 of an answer checked before http.client reads it."""
 
-import contextvars
 import http.client
 import re
 import ssl
@@ -28,27 +27,31 @@ def adapter(ca_bundle: str) -> "Adapter":
     return made
 
 
-# The request target being sent: urllib3 would re-encode it (%2f becomes %2F, a bare
-# "?" goes), and it is a URI already, signed as it is, so it goes out byte for byte.
-SENT_TARGET: contextvars.ContextVar[str] = contextvars.ContextVar("app_proxy_sent_target")
-
-
 class _AsSigned:
+    """The request target goes out as it was signed, byte for byte: urlopen would encode
+    it again (%2f becomes %2F, a bare "?" goes), so the target it was given travels on
+    beside the one it encodes, to the call that writes the request line."""
+
+    def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> BaseHTTPResponse:
+        kwargs.setdefault("signed_target", url)  # (a retry's own call keeps the first)
+        return super().urlopen(method, url, *args, **kwargs)  # type: ignore[misc]
+
     def _make_request(
         self, conn: Any, method: str, url: str, *args: Any, **kwargs: Any
     ) -> BaseHTTPResponse:
-        # (a mixin: the connection pool that defines _make_request follows it in the MRO)
+        # (a mixin: the connection pool that defines these follows it in the MRO)
         return super()._make_request(  # type: ignore[misc]
-            conn, method, SENT_TARGET.get(url), *args, **kwargs
+            conn, method, kwargs.pop("signed_target"), *args, **kwargs
         )
 
 
 class Prepared(requests.PreparedRequest):
-    """A request sent to an approved address, verified as `server_name` (TLS)."""
+    """A request sent to an approved address, verified as `server_name` (TLS), its
+    request target `target` exactly as signed (requests would encode it again)."""
 
-    def __init__(self, server_name: str) -> None:
+    def __init__(self, server_name: str, target: str) -> None:
         super().__init__()
-        self.server_name = server_name
+        self.server_name, self.target = server_name, target
 
 
 class Adapter(HTTPAdapter):
@@ -64,6 +67,12 @@ class Adapter(HTTPAdapter):
         super().cert_verify(conn, url, verify, cert)
         if url.lower().startswith("https"):
             conn.ca_certs = conn.ca_cert_dir = None
+
+    def request_url(self, request: requests.PreparedRequest, proxies: Any) -> str:
+        """The target urllib3 is asked to send: a Prepared request's own, as signed."""
+        if isinstance(request, Prepared):
+            return request.target
+        return super().request_url(request, proxies)
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None

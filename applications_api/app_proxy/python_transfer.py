@@ -166,80 +166,74 @@ class PythonTransfer:
             headers["Content-Length"] = str(request.content_length)
         replayable = read == b"" and request.method in REPLAYABLE
         started = time.perf_counter()
-        sent_target = connections.SENT_TARGET.set(target.uri)
-        try:
-            for attempt in (1, 2):
-                if read is None and body is not None:  # streams: the watchdog times it
-                    transfer.moving_body(upload=True)
-                try:
-                    prepared = connections.Prepared(target.server_name)
-                    # To the address the check approved: no second lookup for DNS
-                    # rebinding to slip into; Host, SNI and the certificate are the name's.
-                    prepared.prepare(
-                        method=request.method,
-                        url=target.address + target.uri,
-                        headers=headers,
-                        data=body,
-                    )
-                    upstream = self.adapter.send(
-                        prepared,
-                        stream=True,
-                        timeout=(settings.proxy_connect_timeout, settings.proxy_read_timeout),
-                        verify=settings.proxy_ca_bundle,
-                    )
-                    break
-                except streaming.CallerBodyError as error:
-                    streaming.refuse_body(transfer.app_id, error)
-                except (requests.ConnectTimeout, requests.ReadTimeout) as error:
-                    log.warning(
-                        "app_proxy %s: %s timed out: %s", transfer.app_id, target.url, error
-                    )
+        for attempt in (1, 2):
+            if read is None and body is not None:  # streams: the watchdog times it
+                transfer.moving_body(upload=True)
+            try:
+                prepared = connections.Prepared(target.server_name, target.uri)
+                # To the address the check approved: no second lookup for DNS
+                # rebinding to slip into; Host, SNI and the certificate are the name's.
+                prepared.prepare(
+                    method=request.method,
+                    url=target.address + target.uri,
+                    headers=headers,
+                    data=body,
+                )
+                upstream = self.adapter.send(
+                    prepared,
+                    stream=True,
+                    timeout=(settings.proxy_connect_timeout, settings.proxy_read_timeout),
+                    verify=settings.proxy_ca_bundle,
+                )
+                break
+            except streaming.CallerBodyError as error:
+                streaming.refuse_body(transfer.app_id, error)
+            except (requests.ConnectTimeout, requests.ReadTimeout) as error:
+                log.warning("app_proxy %s: %s timed out: %s", transfer.app_id, target.url, error)
+                fail(
+                    transfer.app_id,
+                    504,
+                    "timeout",
+                    "The application's backend did not answer in time.",
+                )
+            except (requests.RequestException, OSError) as error:
+                if transfer.cut_reason:  # the watchdog cut it; the caller is gone
                     fail(
                         transfer.app_id,
                         504,
-                        "timeout",
-                        "The application's backend did not answer in time.",
+                        transfer.cut_reason,
+                        "The proxied request did not complete in time.",
                     )
-                except (requests.RequestException, OSError) as error:
-                    if transfer.cut_reason:  # the watchdog cut it; the caller is gone
-                        fail(
-                            transfer.app_id,
-                            504,
-                            transfer.cut_reason,
-                            "The proxied request did not complete in time.",
-                        )
-                    cause = connections.cause(error)
-                    if isinstance(cause, http.client.HTTPException) and not isinstance(
-                        cause, ConnectionError
-                    ):  # (RemoteDisconnected is both: a connection dropped before an answer)
-                        log.warning(
-                            "app_proxy %s: %s answered malformed: %s",
-                            transfer.app_id,
-                            target.url,
-                            cause,
-                        )
-                        fail(
-                            transfer.app_id,
-                            502,
-                            "malformed_answer",
-                            "The application's backend sent an answer that is not valid HTTP.",
-                        )
-                    if attempt == 1 and replayable and isinstance(cause, ConnectionError):
-                        log.info(
-                            "app_proxy %s: connection dropped, sending once more: %s",
-                            transfer.app_id,
-                            error,
-                        )
-                        continue
-                    log.warning("app_proxy %s: %s failed: %s", transfer.app_id, target.url, error)
+                cause = connections.cause(error)
+                if isinstance(cause, http.client.HTTPException) and not isinstance(
+                    cause, ConnectionError
+                ):  # (RemoteDisconnected is both: a connection dropped before an answer)
+                    log.warning(
+                        "app_proxy %s: %s answered malformed: %s",
+                        transfer.app_id,
+                        target.url,
+                        cause,
+                    )
                     fail(
                         transfer.app_id,
                         502,
-                        "unreachable",
-                        "The application's backend cannot be reached.",
+                        "malformed_answer",
+                        "The application's backend sent an answer that is not valid HTTP.",
                     )
-        finally:
-            connections.SENT_TARGET.reset(sent_target)
+                if attempt == 1 and replayable and isinstance(cause, ConnectionError):
+                    log.info(
+                        "app_proxy %s: connection dropped, sending once more: %s",
+                        transfer.app_id,
+                        error,
+                    )
+                    continue
+                log.warning("app_proxy %s: %s failed: %s", transfer.app_id, target.url, error)
+                fail(
+                    transfer.app_id,
+                    502,
+                    "unreachable",
+                    "The application's backend cannot be reached.",
+                )
         PROXY_UPSTREAM_DURATION.labels(transfer.app_id).observe(time.perf_counter() - started)
         transfer.upstream = upstream.raw
         return upstream
