@@ -12,12 +12,8 @@ from .. import database
 from ..api import API_PREFIX, Blueprint
 from ..applications.service import proxy_target
 from ..auth.authentication import authenticated_user
-from ..runtime import Transfer, runtime
-from ..settings import Settings
-from . import keys
+from . import keys, transfer
 from .forwarding import URL_PREFIX, plan
-from .nginx_transfer import NginxTransfer
-from .python_transfer import PythonTransfer
 
 blp = Blueprint(
     "app_proxy",
@@ -27,13 +23,6 @@ blp = Blueprint(
 )
 
 
-def transfer_for(settings: Settings) -> Transfer:
-    """The transfer APP_PROXY_TRANSFER chose: this process, or nginx."""
-    if settings.proxy_transfer == "nginx":
-        return NginxTransfer(settings)
-    return PythonTransfer(settings)
-
-
 def proxied_method(method: str, summary: str) -> Callable[..., Any]:
     """One HTTP method of the proxy, documented in OpenAPI: the backend's own answer,
     or this service's errors. `path` only routes; the raw target is what is forwarded."""
@@ -41,7 +30,7 @@ def proxied_method(method: str, summary: str) -> Callable[..., Any]:
     def view(self: MethodView, app_id: int, path: str) -> Response:
         target = plan(app_id, proxy_target(app_id), authenticated_user().id)
         database.release()  # however the token and target were found: a slow backend holds none
-        return runtime().transfer.forward(app_id, target)
+        return transfer.current().forward(app_id, target)
 
     view.__name__ = method
     view.__doc__ = summary
