@@ -34,7 +34,7 @@ import time
 from typing import Any
 
 import requests
-from flask import Flask, Response, request
+from flask import Flask, Response
 from urllib3.util import SKIP_HEADER
 from webargs.flaskparser import abort
 
@@ -42,7 +42,7 @@ from ..observability import PROXY_UPSTREAM_DURATION, PROXY_UPSTREAM_ERRORS
 from ..settings import Settings
 from . import connections, streaming
 from .bulkhead import Bulkhead, Busy
-from .forwarding import Target, fail, forwarded_headers
+from .forwarding import Caller, Inbound, Plan, fail
 from .in_flight import InFlight
 
 log = logging.getLogger(__name__)
@@ -85,24 +85,24 @@ class PythonTransfer:
 
     # -- the bulkhead ---------------------------------------------------------------
 
-    def _admit(self, target: Target) -> InFlight:
+    def _admit(self, plan: Plan, inbound: Inbound) -> InFlight:
         """An InFlight for this request within the bulkhead, or its 503."""
         transfer = InFlight(
-            target.app_id, target.user_id, _caller_socket(), self.settings.proxy_deadline
+            plan.app_id, plan.caller.user_id, inbound.socket, self.settings.proxy_deadline
         )
         self._start_once()
         try:
             self.bulkhead.admit(transfer)
         except Busy as busy:
-            PROXY_UPSTREAM_ERRORS.labels(target.app_id, "busy").inc()
-            _stop_reading_caller()
+            PROXY_UPSTREAM_ERRORS.labels(plan.app_id, "busy").inc()
+            _stop_reading_caller(plan.caller, inbound)
             abort(
                 503,
                 message=f"Too many proxied requests in flight ({busy.share} share of this "
                 "worker is taken); retry shortly.",
                 headers={"Retry-After": "1"},
             )
-        request.environ[ENVIRON_KEY] = transfer
+        inbound.environ[ENVIRON_KEY] = transfer
         return transfer
 
     def _release(self, transfer: InFlight) -> None:
@@ -139,43 +139,47 @@ class PythonTransfer:
 
     # -- the transfer ---------------------------------------------------------------
 
-    def forward(self, app_id: int, target: Target) -> Response:
-        """Send this request to target and stream the answer back, within the bulkhead."""
-        transfer = self._admit(target)
+    def forward(self, plan: Plan, inbound: Inbound) -> Response:
+        """Send the planned request with the caller's body and stream the answer back,
+        within the bulkhead."""
+        transfer = self._admit(plan, inbound)
         try:
-            upstream = self._send(transfer, target)
-            response = streaming.answer(transfer, upstream, target)
+            upstream = self._send(transfer, plan, inbound)
+            response = streaming.answer(transfer, upstream, plan)
         except BaseException:
             self._release(transfer)
             raise
         response.call_on_close(lambda: self._release(transfer))
         return response
 
-    def _send(self, transfer: InFlight, target: Target) -> requests.Response:
+    def _send(self, transfer: InFlight, plan: Plan, inbound: Inbound) -> requests.Response:
         settings = self.settings
         assert self.adapter is not None  # (started by _admit)
         try:
-            body, read = streaming.request_body(transfer, settings.proxy_digest_max_bytes)
+            body, read = streaming.request_body(
+                transfer, plan.caller, inbound.stream, settings.proxy_digest_max_bytes
+            )
         except streaming.CallerBodyError as error:
             streaming.refuse_body(transfer.app_id, error)
-        headers = {**forwarded_headers(), **target.headers, **target.identity_headers(read)}
-        headers["Host"] = target.host
+        headers = {**plan.forwarded, **plan.headers, **plan.sign(read)}
+        headers["Host"] = plan.host
         for name in ("Accept-Encoding", "User-Agent"):  # not the HTTP client's own
             headers.setdefault(name, SKIP_HEADER)
-        if request.content_length is not None:
-            headers["Content-Length"] = str(request.content_length)
-        replayable = read == b"" and request.method in REPLAYABLE
+        method, length = plan.caller.method, plan.caller.content_length
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        replayable = read == b"" and method in REPLAYABLE
         started = time.perf_counter()
         for attempt in (1, 2):
             if read is None and body is not None:  # streams: the watchdog times it
                 transfer.moving_body(upload=True)
             try:
-                prepared = connections.Prepared(target.server_name, target.uri)
+                prepared = connections.Prepared(plan.server_name, plan.uri)
                 # To the address the check approved: no second lookup for DNS
                 # rebinding to slip into; Host, SNI and the certificate are the name's.
                 prepared.prepare(
-                    method=request.method,
-                    url=target.address + target.uri,
+                    method=method,
+                    url=plan.address + plan.uri,
                     headers=headers,
                     data=body,
                 )
@@ -189,7 +193,7 @@ class PythonTransfer:
             except streaming.CallerBodyError as error:
                 streaming.refuse_body(transfer.app_id, error)
             except (requests.ConnectTimeout, requests.ReadTimeout) as error:
-                log.warning("app_proxy %s: %s timed out: %s", transfer.app_id, target.url, error)
+                log.warning("app_proxy %s: %s timed out: %s", transfer.app_id, plan.url, error)
                 fail(
                     transfer.app_id,
                     504,
@@ -211,7 +215,7 @@ class PythonTransfer:
                     log.warning(
                         "app_proxy %s: %s answered malformed: %s",
                         transfer.app_id,
-                        target.url,
+                        plan.url,
                         cause,
                     )
                     fail(
@@ -227,7 +231,7 @@ class PythonTransfer:
                         error,
                     )
                     continue
-                log.warning("app_proxy %s: %s failed: %s", transfer.app_id, target.url, error)
+                log.warning("app_proxy %s: %s failed: %s", transfer.app_id, plan.url, error)
                 fail(
                     transfer.app_id,
                     502,
@@ -239,16 +243,11 @@ class PythonTransfer:
         return upstream
 
 
-def _caller_socket() -> socket.socket | None:
-    environ = request.environ
-    return environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
-
-
-def _stop_reading_caller() -> None:
+def _stop_reading_caller(caller: Caller, inbound: Inbound) -> None:
     """The refused body will not be read: end the connection after the answer at once,
     rather than have the server drain a slow uploader's body first."""
-    if request.content_length or request.headers.get("Transfer-Encoding"):
-        sock = _caller_socket()
+    if caller.content_length or caller.headers.get("Transfer-Encoding"):
+        sock = inbound.socket
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RD)

@@ -8,14 +8,14 @@ from typing import IO, NoReturn
 from urllib.parse import urljoin
 
 import requests
-from flask import Response, request
+from flask import Response
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 from webargs.flaskparser import abort
 from werkzeug.exceptions import ClientDisconnected
 
 from ..observability import PROXY_UPSTREAM_ERRORS
-from .forwarding import Target, end_to_end, fail, proxy_prefix
+from .forwarding import Caller, Plan, end_to_end, fail, proxy_prefix
 from .in_flight import InFlight
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,12 @@ class CallerBodyError(Exception):
         self.aborted = isinstance(error, OSError | ClientDisconnected)
 
 
-def answer(transfer: InFlight, upstream: requests.Response, target: Target) -> Response:
+def answer(transfer: InFlight, upstream: requests.Response, plan: Plan) -> Response:
     app_id = transfer.app_id
     headers = [
         (
             name,
-            rewrite_location(value, target.url, target.base_url, app_id)
+            rewrite_location(value, plan.url, plan.base_url, app_id)
             if name.lower() == "location"
             else value,
         )
@@ -130,18 +130,18 @@ class CountedBody:
 
 
 def request_body(
-    transfer: InFlight, digest_max_bytes: int
+    transfer: InFlight, caller: Caller, stream: IO[bytes], digest_max_bytes: int
 ) -> tuple[bytes | CountedBody | Iterator[bytes] | None, bytes | None]:
     """(what requests sends, the bytes read for the signature's digest or None): an
     empty body and one of at most `digest_max_bytes` are read first, so the signature
     covers them; a larger or chunked one streams unread."""
-    length = request.content_length
-    chunked = request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+    length = caller.content_length
+    chunked = caller.headers.get("Transfer-Encoding", "").lower() == "chunked"
     if not length and not (length is None and chunked):
         return None, b""
     if length is None:
-        return iter(CountedBody(request.stream, transfer)), None
-    body = CountedBody(request.stream, transfer, length)
+        return iter(CountedBody(stream, transfer)), None
+    body = CountedBody(stream, transfer, length)
     if length > digest_max_bytes:
         return body, None
     transfer.moving_body(upload=True)

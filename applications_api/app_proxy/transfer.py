@@ -6,7 +6,7 @@ from typing import Protocol
 from flask import Flask, Response, current_app
 
 from ..settings import Settings
-from .forwarding import Target
+from .forwarding import Inbound, Plan
 from .nginx_transfer import NginxTransfer
 from .python_transfer import PythonTransfer
 
@@ -14,11 +14,12 @@ KEY = "applications_api.app_proxy"
 
 
 class Transfer(Protocol):
-    """Moves a planned app_proxy request to its backend and the answer back."""
+    """Moves a planned app_proxy request to its backend and the answer back: it reads
+    the plan and the caller's body (Inbound), nothing of the request besides."""
 
     def init_app(self, app: Flask) -> None: ...
 
-    def forward(self, app_id: int, target: Target) -> Response: ...
+    def forward(self, plan: Plan, inbound: Inbound) -> Response: ...
 
 
 def init_app(app: Flask, settings: Settings) -> None:
