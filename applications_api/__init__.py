@@ -24,6 +24,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     _configure_logging(settings)
 
     from . import api, database, observability, runtime
+    from .app_proxy import transfer as app_proxy_transfer
     from .app_proxy import views as app_proxy
     from .app_proxy.cli import commands as app_proxy_commands
     from .applications.cli import commands as application_commands
@@ -46,7 +47,6 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         changes.check_hearing()
     except FeedIsDeaf as error:
         raise SettingsError(f"DATABASE_LISTEN_URL: {error}") from None
-    transfer = app_proxy.transfer_for(settings)
     runtime.init_app(
         app,
         runtime.Runtime(
@@ -54,7 +54,6 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
             token_cache=FreshCache(changes, "auth", settings.auth_cache_seconds),
             proxy_targets=FreshCache(changes, "applications", settings.proxy_cache_seconds),
             proxy_keys=FreshCache(changes, "applications", settings.proxy_cache_seconds),
-            transfer=transfer,
         ),
     )
     rest = api.init_app(app, spec_kwargs={"extra_plugins": [OperationIds()]})
@@ -70,7 +69,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     rest.register_blueprint(applications_blp)
     rest.register_blueprint(app_proxy.blp)
     rest.register_blueprint(app_proxy.keys_blp)
-    transfer.init_app(app)
+    app_proxy_transfer.init_app(app, settings)
     rest.register_blueprint(health_blp)
     app.register_blueprint(docs_assets)
     app.register_blueprint(docs_index)

@@ -1,26 +1,27 @@
-"""What a proxied request becomes upstream: the target URL and address, and the header
-rules. Both transfers (python_transfer.py, nginx_transfer.py) send what `plan()` decides.
-
-About 260 lines, half of them the header tables and the raw-target rules: what reaches
-a backend is decided here, in one reading, for both transfers.
+"""What a proxied request becomes upstream: the view reads the caller once (a Caller),
+and `plan()` turns it into a Plan, a value: the target URL and approved address, the
+headers that go upstream, and the signing bound to the body to come. Both transfers
+(python_transfer.py, nginx_transfer.py) send what the plan holds and read nothing else
+but the body; `plan()` itself reads no request and counts nothing (a refusal is raised
+as Refused, which the view answers).
 """
 
 import logging
 import re
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NoReturn, cast
-from urllib.parse import quote, unquote, urlsplit
+from typing import IO, NoReturn, cast
+from urllib.parse import unquote, urlsplit
 
-from flask import request
 from http_message_signatures import HTTPMessageSignaturesException
 from webargs.flaskparser import abort
 from werkzeug.datastructures import Headers
 
 from ..api import API_PREFIX
-from ..observability import PROXY_UPSTREAM_ERRORS, current_request_id
-from ..runtime import current_settings
-from . import keys, signing
+from ..observability import PROXY_UPSTREAM_ERRORS
+from ..settings import Settings
+from . import signing
 from .network_policy import DeniedAddress, approved_address
 
 log = logging.getLogger(__name__)
@@ -95,19 +96,60 @@ def end_to_end(headers: Headers | Mapping[str, str]) -> list[tuple[str, str]]:
     ]
 
 
-def raw_target(app_id: int) -> tuple[str, str | None]:
-    """The {path} part and the query (None without "?") of this request as the caller
-    sent them, still percent-encoded.
+class Refused(Exception):
+    """The plan's refusal: answered with `status` and `message`, and counted among the
+    upstream errors by `kind` when it has one (refuse())."""
+
+    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+
+
+def refuse(app_id: int, refused: Refused) -> NoReturn:
+    if refused.kind is not None:
+        fail(app_id, refused.status, refused.kind, refused.message)
+    abort(refused.status, message=refused.message)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The proxied request as the view read it, once (views.caller()): all a plan is made of,
+    and what a transfer may ask of the request besides its body."""
+
+    user_id: int  # the authenticated caller, whose identity is signed
+    method: str
+    target: str  # the request target as sent: path and query, still percent-encoded
+    headers: Headers
+    remote_addr: str
+    host: str  # the Host this service was called by
+    scheme: str
+    request_id: str  # this request's (observability.py)
+    content_length: int | None
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """The caller's body to come, and the WSGI environ it arrives in (its server's socket,
+    and where the embedded transfer leaves its exchange): what a transfer reads besides
+    its plan."""
+
+    stream: IO[bytes]
+    environ: dict
+
+    @property
+    def socket(self) -> socket.socket | None:
+        return self.environ.get("gunicorn.socket") or self.environ.get("werkzeug.socket")
+
+
+def raw_target(app_id: int, raw: str) -> tuple[str, str | None]:
+    """The {path} part and the query (None without "?") of the request target `raw` as
+    the caller sent them, still percent-encoded.
 
     The raw target must spell the route plainly, `/api/v1/app_proxy/<id>/`: an id
     written otherwise (`01`) or an encoded prefix (`app%5Fproxy`) is refused with 404,
     so the path that was routed is always the path forwarded.
     """
     prefix = f"{proxy_prefix(app_id)}/"
-    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
-    if not raw:  # a server that keeps no raw target: the decoded one, encoded again
-        query = request.query_string.decode("latin-1")
-        raw = quote(request.path, safe="/;=,:@!$&'()*+~") + (f"?{query}" if query else "")
     if "://" in raw:  # absolute-form request target
         parts = urlsplit(raw)
         raw = parts.path + (f"?{parts.query}" if "?" in raw else "")
@@ -115,9 +157,9 @@ def raw_target(app_id: int) -> tuple[str, str | None]:
     if path == prefix[:-1]:  # the base, its trailing slash left out
         path = prefix
     if not path.startswith(prefix):
-        abort(
+        raise Refused(
             404,
-            message=f"No app_proxy route here: write it {prefix}<path>, "
+            f"No app_proxy route here: write it {prefix}<path>, "
             "the id in plain digits without leading zeros.",
         )
     return path[len(prefix) :], query if mark else None
@@ -143,7 +185,7 @@ def as_uri(text: str, not_allowed: re.Pattern[str] = _NOT_IN_PATH) -> str:
 
 
 def normalize_path(raw_path: str) -> str:
-    """Resolve dot-segments of `raw_path`; abort 400 if they would climb above the base.
+    """Resolve dot-segments of `raw_path`; Refused (400) if they would climb above the base.
 
     Segments are judged after percent-decoding (repeatedly, so %252e%252e counts), and a
     segment hiding a slash or backslash that makes a dot-segment is refused outright.
@@ -155,12 +197,12 @@ def normalize_path(raw_path: str) -> str:
             decoded = unquote(decoded)
         parts = re.split(r"[/\\]", decoded)
         if len(parts) > 1 and any(part in (".", "..") for part in parts):
-            abort(400, message="The proxied path hides a dot-segment behind an encoded slash.")
+            raise Refused(400, "The proxied path hides a dot-segment behind an encoded slash.")
         if decoded == ".":
             continue
         if decoded == "..":
             if not kept:
-                abort(400, message="The proxied path climbs above the application's base URL.")
+                raise Refused(400, "The proxied path climbs above the application's base URL.")
             kept.pop()
             continue
         kept.append(segment)
@@ -174,16 +216,17 @@ def fail(app_id: int, status: int, error: str, message: str) -> NoReturn:
 
 
 @dataclass(frozen=True)
-class Target:
-    """Where and how a proxied request goes upstream."""
+class Plan:
+    """Everything a transfer sends upstream for one call, and the signing of its body."""
 
     app_id: int
-    user_id: int  # the caller, whose identity is signed
+    caller: Caller
     origin: str  # web_url's scheme://host[:port]
     uri: str  # /base/path?query: the base path joined with the caller's target, as a URI
     base_path: str  # web_url's path, ending in /
-    address: str  # scheme://ip:port the checks approved: the nginx transfer connects there
+    address: str  # scheme://ip:port the checks approved: the transfer connects there
     server_name: str  # web_url's host name, for TLS (SNI and certificate checks)
+    forwarded: dict  # the caller's headers that go upstream (end-to-end, less NOT_FORWARDED)
     headers: dict  # added upstream, overwriting the caller's: X-Forwarded-*, X-Request-ID
     keys: tuple[signing.SigningKey, ...]  # the application's signing keys (keys.py)
 
@@ -201,11 +244,14 @@ class Target:
         """Redirects to somewhere under it come back through the proxy."""
         return self.origin + self.base_path
 
-    def identity_headers(self, body: bytes | None) -> dict[str, str]:
+    def sign(self, body: bytes | None) -> dict[str, str]:
         """The caller's identity, signed over this request as the backend receives it
         (signing.py); `body`: the bytes forwarded when they were read first, else None."""
+        caller = self.caller
         try:
-            return signing.identity_headers(self.keys, request.method, self.url, self.user_id, body)
+            return signing.identity_headers(
+                self.keys, caller.method, self.url, caller.user_id, body
+            )
         except HTTPMessageSignaturesException as error:
             log.warning("app_proxy %s: cannot sign for %s: %s", self.app_id, self.url, error)
             fail(
@@ -216,12 +262,17 @@ class Target:
             )
 
 
-def plan(app_id: int, web_url: str, user_id: int) -> Target:
-    """The upstream request for this call to `web_url`; aborts 404 on a route not spelled
-    plainly, 400 on a path escaping the base, 502 when web_url's host is denied or does
-    not resolve."""
-    settings = current_settings()
-    raw_path, query = raw_target(app_id)
+def plan(
+    caller: Caller,
+    app_id: int,
+    web_url: str,
+    settings: Settings,
+    signing_keys: Callable[[int], Sequence[signing.SigningKey]],
+) -> Plan:
+    """The upstream request for this call to `web_url`, its keys found by `signing_keys`.
+    Refused: 404 on a route not spelled plainly, 400 on a path escaping the base, 502
+    when web_url's host is denied or does not resolve, or no key signs."""
+    raw_path, query = raw_target(app_id, caller.target)
     base = urlsplit(web_url)
     base_path = base.path if base.path.endswith("/") else base.path + "/"
     path = as_uri(base_path + normalize_path(raw_path))
@@ -234,37 +285,36 @@ def plan(app_id: int, web_url: str, user_id: int) -> Target:
         )
     except DeniedAddress as error:
         log.warning("app_proxy %s: refused: %s", app_id, error)
-        fail(app_id, 502, "denied", "The application's backend is in a denied network.")
+        raise Refused(502, "The application's backend is in a denied network.", "denied") from None
     except OSError as error:
         log.warning("app_proxy %s: cannot resolve %s: %s", app_id, host, error)
-        fail(app_id, 502, "unresolvable", "The application's backend cannot be reached.")
+        raise Refused(502, "The application's backend cannot be reached.", "unresolvable") from None
     ip = f"[{address}]" if address.version == 6 else str(address)
-    signing_keys = keys.signing_keys(app_id)
-    if not signing_keys:
-        fail(app_id, 502, "unsignable", "app_proxy has no key to sign this application's requests.")
-    return Target(
+    keys = tuple(signing_keys(app_id))
+    if not keys:
+        raise Refused(
+            502, "app_proxy has no key to sign this application's requests.", "unsignable"
+        )
+    return Plan(
         app_id=app_id,
-        user_id=user_id,
+        caller=caller,
         origin=f"{base.scheme}://{base.netloc}",
         uri=path if query is None else f"{path}?{as_uri(query, _NOT_IN_QUERY)}",
         base_path=base_path,
         address=f"{base.scheme}://{ip}:{port}",
         server_name=host,
+        forwarded=forwarded_headers(caller.headers),
         headers={
-            "X-Forwarded-For": request.remote_addr or "",
-            "X-Forwarded-Host": request.host,
-            "X-Forwarded-Proto": request.scheme,
+            "X-Forwarded-For": caller.remote_addr,
+            "X-Forwarded-Host": caller.host,
+            "X-Forwarded-Proto": caller.scheme,
             "X-Forwarded-Prefix": proxy_prefix(app_id),
-            "X-Request-ID": current_request_id() or "",
+            "X-Request-ID": caller.request_id,
         },
-        keys=signing_keys,
+        keys=keys,
     )
 
 
-def forwarded_headers() -> dict[str, str]:
+def forwarded_headers(headers: Headers) -> dict[str, str]:
     """The caller's headers that go upstream: end-to-end ones less NOT_FORWARDED."""
-    return {
-        name: value
-        for name, value in end_to_end(request.headers)
-        if name.lower() not in NOT_FORWARDED
-    }
+    return {name: value for name, value in end_to_end(headers) if name.lower() not in NOT_FORWARDED}

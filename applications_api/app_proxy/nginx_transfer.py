@@ -22,11 +22,12 @@ covers it. The answer carries no body:
 
 import json
 
-from flask import Flask, Response, request
+from flask import Flask, Response
 from webargs.flaskparser import abort
+from werkzeug.datastructures import Headers
 
 from ..settings import Settings
-from .forwarding import HOP_BY_HOP, NOT_FORWARDED, URL_PREFIX, Target
+from .forwarding import HOP_BY_HOP, NOT_FORWARDED, URL_PREFIX, Inbound, Plan
 
 ERROR_HEADER = "X-App-Proxy-Error"
 CONNECTION_HEADER = "X-App-Proxy-Connection"
@@ -45,43 +46,42 @@ class NginxTransfer:
     def init_app(self, app: Flask) -> None:
         app.after_request(_error_for_nginx)
 
-    def forward(self, app_id: int, target: Target) -> Response:
-        _refuse_connection_named_headers()
+    def forward(self, plan: Plan, inbound: Inbound) -> Response:
+        caller = plan.caller
+        _refuse_connection_named_headers(caller.headers)
         headers = {
-            "X-App-Proxy-Upstream": target.address,
-            "X-App-Proxy-Uri": target.uri,
-            "X-App-Proxy-Host": target.host,
-            "X-App-Proxy-Server-Name": target.server_name,
-            "X-App-Proxy-Base-Url": target.base_url,
-            "X-App-Proxy-Base-Path": target.base_path,
-            **target.headers,
+            "X-App-Proxy-Upstream": plan.address,
+            "X-App-Proxy-Uri": plan.uri,
+            "X-App-Proxy-Host": plan.host,
+            "X-App-Proxy-Server-Name": plan.server_name,
+            "X-App-Proxy-Base-Url": plan.base_url,
+            "X-App-Proxy-Base-Path": plan.base_path,
+            **plan.headers,
         }
-        if request.headers.get(BUFFERED_HEADER):
-            length = request.content_length or 0
-            body = request.get_data(cache=False) if length <= self.digest_max_bytes else None
-            headers.update(target.identity_headers(body))
-            headers.update(
-                {"X-Accel-Redirect": SEND_BUFFERED, "X-App-Proxy-Method": request.method}
-            )
+        if caller.headers.get(BUFFERED_HEADER):
+            length = caller.content_length or 0
+            body = inbound.stream.read() if length <= self.digest_max_bytes else None
+            headers.update(plan.sign(body))
+            headers.update({"X-Accel-Redirect": SEND_BUFFERED, "X-App-Proxy-Method": caller.method})
         else:
-            headers.update(target.identity_headers(b"" if _bodiless() else None))
+            headers.update(plan.sign(b"" if _bodiless(caller.headers) else None))
         return Response(status=204, headers=headers)
 
 
-def _bodiless() -> bool:
+def _bodiless(headers: Headers) -> bool:
     """Whether the caller's request has no body, as nginx saw it (the subrequest has none)."""
-    length = request.headers.get("X-App-Proxy-Content-Length", "")
-    chunked = request.headers.get("X-App-Proxy-Transfer-Encoding", "")
+    length = headers.get("X-App-Proxy-Content-Length", "")
+    chunked = headers.get("X-App-Proxy-Transfer-Encoding", "")
     return not chunked and length.strip() in ("", "0")
 
 
-def _refuse_connection_named_headers() -> None:
+def _refuse_connection_named_headers(headers: Headers) -> None:
     """nginx cannot drop headers by a name the caller chose: a request whose
     `Connection` names one it would pass on is refused rather than forwarded with it.
     (nginx sends its own Connection to the app, and the caller's as CONNECTION_HEADER.)"""
-    given = request.headers.get(CONNECTION_HEADER, "")
+    given = headers.get(CONNECTION_HEADER, "")
     named = {name.strip().lower() for name in given.split(",")}
-    kept = sorted(name for name in named - DROPPED_BY_NGINX if name in request.headers)
+    kept = sorted(name for name in named - DROPPED_BY_NGINX if name in headers)
     if kept:
         abort(
             400,

@@ -26,139 +26,30 @@ body handling and upstream pool share one Transfer's state and one failure vocab
 nginx_transfer.py is the short alternative that hands all of it to nginx.
 """
 
-import contextvars
 import http.client
 import logging
-import re
 import socket
-import ssl
 import threading
 import time
-from collections.abc import Iterator
-from typing import IO, Any, NoReturn
-from urllib.parse import urljoin
+from typing import Any
 
 import requests
-from flask import Flask, Response, request
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
-from urllib3.response import BaseHTTPResponse, HTTPResponse
+from flask import Flask, Response
 from urllib3.util import SKIP_HEADER
 from webargs.flaskparser import abort
-from werkzeug.exceptions import ClientDisconnected
 
 from ..observability import PROXY_UPSTREAM_DURATION, PROXY_UPSTREAM_ERRORS
 from ..settings import Settings
+from . import connections, streaming
 from .bulkhead import Bulkhead, Busy
-from .forwarding import Target, end_to_end, fail, forwarded_headers, proxy_prefix
+from .forwarding import Caller, Inbound, Plan, fail
+from .in_flight import InFlight
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 64 * 1024
-UPLOAD_READ_SIZE = 16 * 1024  # (the watchdog sees an upload's progress a read at a time)
-POOL_SIZE = 32  # connections kept per upstream host: above gunicorn's threads per worker
-IDLE_REUSE = 0.75  # seconds a pooled connection may idle and still be reused
-# Seconds a body may move slower than APP_PROXY_MIN_RATE at first. The watchdog sees an
-# upload's progress one read (UPLOAD_READ_SIZE) at a time, so MIN_RATE × RATE_GRACE must
-# exceed a read, or an honest client at the minimum rate could be cut (4 KiB/s × 30 s).
-RATE_GRACE = 30.0
-# Seconds a caller's body may take to deliver its first read: a declared body that does
-# not come is cut before it holds a slot for long (a read at 1.6 KB/s, a 2G link's pace).
-BODY_START = 10.0
-# What the bulkhead counts as moving (bulkhead.py): bytes a second either way, or an
-# exchange younger than MOVING_GRACE seconds.
-MOVING_RATE = 8192
-MOVING_GRACE = 0.25
 WATCHDOG_INTERVAL = 0.5
 REPLAYABLE = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})  # idempotent, when bodiless
-ENVIRON_KEY = "applications_api.app_proxy.transfer"  # this request's Transfer, once admitted
-
-
-class UpstreamBrokeOff(Exception):
-    """The answer ended early or was cut; the caller's connection is closed mid-body,
-    so the caller sees an incomplete body, never a falsely complete one."""
-
-
-class CallerBodyError(Exception):
-    """The caller's body could not be read: malformed (a bad chunk), or cut short."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error) or type(error).__name__)
-        self.aborted = isinstance(error, OSError | ClientDisconnected)
-
-
-class Transfer:
-    """One proxied exchange in flight: what the bulkhead admits, the watchdog watches and
-    may cut."""
-
-    def __init__(
-        self, app_id: int, caller: int, caller_socket: socket.socket | None, deadline: float
-    ) -> None:
-        self.app_id, self.caller = app_id, caller
-        self.caller_socket = caller_socket
-        self.started = time.monotonic()
-        self.deadline = self.started + deadline
-        # the backend's urllib3 response, once it answered
-        self.upstream: HTTPResponse | None = None
-        self.cut_reason: str | None = None
-        self.body_started: float | None = None  # monotonic time a body began to move; None between
-        self.uploading = False  # the body moving is the caller's
-        self.body_bytes = 0
-        self.total_bytes = 0  # both ways, all along
-        self.rate = 0.0  # bytes a second over the watchdog's last interval
-        self.sampled = (self.started, 0)
-
-    def moving_body(self, upload: bool = False) -> None:
-        self.body_started, self.body_bytes, self.uploading = time.monotonic(), 0, upload
-
-    def waiting(self) -> None:
-        self.body_started = None  # waiting for the backend is bounded by its own timeout
-
-    def moved(self, count: int) -> None:
-        self.body_bytes += count
-        self.total_bytes += count
-
-    def sample(self, now: float) -> None:
-        """The rate since the last sample (the watchdog's)."""
-        then, total = self.sampled
-        if now > then:
-            self.rate = (self.total_bytes - total) / (now - then)
-        self.sampled = (now, self.total_bytes)
-
-    def moving(self, now: float) -> bool:
-        then, total = self.sampled  # (and the rate since then: a young exchange has one too)
-        current = (self.total_bytes - total) / max(now - then, 0.001)
-        return now - self.started < MOVING_GRACE or max(self.rate, current) >= MOVING_RATE
-
-    def overdue(self, now: float, min_rate: int) -> str | None:
-        if now > self.deadline:
-            return "deadline"
-        if self.body_started is None:
-            return None
-        if self.uploading and not self.body_bytes and now - self.body_started > BODY_START:
-            return "too_slow"
-        if min_rate:
-            elapsed = now - self.body_started - RATE_GRACE
-            if elapsed > 0 and self.body_bytes < min_rate * elapsed:
-                return "too_slow"
-        return None
-
-    def cut(self, reason: str) -> None:
-        """Unblock whatever this transfer's thread waits on, and make it give up."""
-        self.cut_reason = reason
-        if self.caller_socket is not None:
-            try:
-                self.caller_socket.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self.upstream is not None:
-            try:
-                self.upstream.shutdown()
-            except (OSError, ValueError, RuntimeError):
-                pass
+ENVIRON_KEY = "applications_api.app_proxy.transfer"  # this request's InFlight, once admitted
 
 
 class PythonTransfer:
@@ -171,7 +62,7 @@ class PythonTransfer:
             settings.proxy_queue_seconds,
         )
         self.start_lock = threading.Lock()
-        self.adapter: HTTPAdapter | None = None
+        self.adapter: connections.Adapter | None = None
         self.watchdog: threading.Thread | None = None
 
     def init_app(self, app: Flask) -> None:
@@ -194,27 +85,27 @@ class PythonTransfer:
 
     # -- the bulkhead ---------------------------------------------------------------
 
-    def _admit(self, target: Target) -> Transfer:
-        """A Transfer for this request within the bulkhead, or its 503."""
-        transfer = Transfer(
-            target.app_id, target.user_id, _caller_socket(), self.settings.proxy_deadline
+    def _admit(self, plan: Plan, inbound: Inbound) -> InFlight:
+        """An InFlight for this request within the bulkhead, or its 503."""
+        transfer = InFlight(
+            plan.app_id, plan.caller.user_id, inbound.socket, self.settings.proxy_deadline
         )
         self._start_once()
         try:
             self.bulkhead.admit(transfer)
         except Busy as busy:
-            PROXY_UPSTREAM_ERRORS.labels(target.app_id, "busy").inc()
-            _stop_reading_caller()
+            PROXY_UPSTREAM_ERRORS.labels(plan.app_id, "busy").inc()
+            _stop_reading_caller(plan.caller, inbound)
             abort(
                 503,
                 message=f"Too many proxied requests in flight ({busy.share} share of this "
                 "worker is taken); retry shortly.",
                 headers={"Retry-After": "1"},
             )
-        request.environ[ENVIRON_KEY] = transfer
+        inbound.environ[ENVIRON_KEY] = transfer
         return transfer
 
-    def _release(self, transfer: Transfer) -> None:
+    def _release(self, transfer: InFlight) -> None:
         self.bulkhead.release(transfer)
 
     def _start_once(self) -> None:
@@ -224,14 +115,7 @@ class PythonTransfer:
         with self.start_lock:
             if self.watchdog is not None:
                 return
-            adapter = _Adapter(
-                self.settings.proxy_ca_bundle,
-                pool_connections=64,
-                pool_maxsize=POOL_SIZE,
-                max_retries=0,
-            )
-            adapter.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-            self.adapter = adapter
+            self.adapter = connections.adapter(self.settings.proxy_ca_bundle)
             self.watchdog = threading.Thread(
                 target=self._watch, name="app_proxy-watchdog", daemon=True
             )
@@ -244,7 +128,7 @@ class PythonTransfer:
             with self.bulkhead.changed:
                 transfers = list(self.bulkhead.active)
             for transfer in transfers:
-                assert isinstance(transfer, Transfer)
+                assert isinstance(transfer, InFlight)
                 transfer.sample(now)
                 reason = transfer.overdue(now, self.settings.proxy_min_rate)
                 if reason and transfer.cut_reason is None:
@@ -255,390 +139,117 @@ class PythonTransfer:
 
     # -- the transfer ---------------------------------------------------------------
 
-    def forward(self, app_id: int, target: Target) -> Response:
-        """Send this request to target and stream the answer back, within the bulkhead."""
-        transfer = self._admit(target)
+    def forward(self, plan: Plan, inbound: Inbound) -> Response:
+        """Send the planned request with the caller's body and stream the answer back,
+        within the bulkhead."""
+        transfer = self._admit(plan, inbound)
         try:
-            upstream = self._send(transfer, target)
-            response = self._response(transfer, upstream, target)
+            upstream = self._send(transfer, plan, inbound)
+            response = streaming.answer(transfer, upstream, plan)
         except BaseException:
             self._release(transfer)
             raise
         response.call_on_close(lambda: self._release(transfer))
         return response
 
-    def _send(self, transfer: Transfer, target: Target) -> requests.Response:
+    def _send(self, transfer: InFlight, plan: Plan, inbound: Inbound) -> requests.Response:
         settings = self.settings
         assert self.adapter is not None  # (started by _admit)
         try:
-            body, read = _request_body(transfer, settings.proxy_digest_max_bytes)
-        except CallerBodyError as error:
-            _refuse_body(transfer.app_id, error)
-        headers = {**forwarded_headers(), **target.headers, **target.identity_headers(read)}
-        headers["Host"] = target.host
+            body, read = streaming.request_body(
+                transfer, plan.caller, inbound.stream, settings.proxy_digest_max_bytes
+            )
+        except streaming.CallerBodyError as error:
+            streaming.refuse_body(transfer.app_id, error)
+        headers = {**plan.forwarded, **plan.headers, **plan.sign(read)}
+        headers["Host"] = plan.host
         for name in ("Accept-Encoding", "User-Agent"):  # not the HTTP client's own
             headers.setdefault(name, SKIP_HEADER)
-        if request.content_length is not None:
-            headers["Content-Length"] = str(request.content_length)
-        replayable = read == b"" and request.method in REPLAYABLE
+        method, length = plan.caller.method, plan.caller.content_length
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        replayable = read == b"" and method in REPLAYABLE
         started = time.perf_counter()
-        sent_target = _SENT_TARGET.set(target.uri)
-        try:
-            for attempt in (1, 2):
-                if read is None and body is not None:  # streams: the watchdog times it
-                    transfer.moving_body(upload=True)
-                try:
-                    prepared = _Prepared(target.server_name)
-                    # To the address the check approved: no second lookup for DNS
-                    # rebinding to slip into; Host, SNI and the certificate are the name's.
-                    prepared.prepare(
-                        method=request.method,
-                        url=target.address + target.uri,
-                        headers=headers,
-                        data=body,
-                    )
-                    upstream = self.adapter.send(
-                        prepared,
-                        stream=True,
-                        timeout=(settings.proxy_connect_timeout, settings.proxy_read_timeout),
-                        verify=settings.proxy_ca_bundle,
-                    )
-                    break
-                except CallerBodyError as error:
-                    _refuse_body(transfer.app_id, error)
-                except (requests.ConnectTimeout, requests.ReadTimeout) as error:
-                    log.warning(
-                        "app_proxy %s: %s timed out: %s", transfer.app_id, target.url, error
-                    )
+        for attempt in (1, 2):
+            if read is None and body is not None:  # streams: the watchdog times it
+                transfer.moving_body(upload=True)
+            try:
+                prepared = connections.Prepared(plan.server_name, plan.uri)
+                # To the address the check approved: no second lookup for DNS
+                # rebinding to slip into; Host, SNI and the certificate are the name's.
+                prepared.prepare(
+                    method=method,
+                    url=plan.address + plan.uri,
+                    headers=headers,
+                    data=body,
+                )
+                upstream = self.adapter.send(
+                    prepared,
+                    stream=True,
+                    timeout=(settings.proxy_connect_timeout, settings.proxy_read_timeout),
+                    verify=settings.proxy_ca_bundle,
+                )
+                break
+            except streaming.CallerBodyError as error:
+                streaming.refuse_body(transfer.app_id, error)
+            except (requests.ConnectTimeout, requests.ReadTimeout) as error:
+                log.warning("app_proxy %s: %s timed out: %s", transfer.app_id, plan.url, error)
+                fail(
+                    transfer.app_id,
+                    504,
+                    "timeout",
+                    "The application's backend did not answer in time.",
+                )
+            except (requests.RequestException, OSError) as error:
+                if transfer.cut_reason:  # the watchdog cut it; the caller is gone
                     fail(
                         transfer.app_id,
                         504,
-                        "timeout",
-                        "The application's backend did not answer in time.",
+                        transfer.cut_reason,
+                        "The proxied request did not complete in time.",
                     )
-                except (requests.RequestException, OSError) as error:
-                    if transfer.cut_reason:  # the watchdog cut it; the caller is gone
-                        fail(
-                            transfer.app_id,
-                            504,
-                            transfer.cut_reason,
-                            "The proxied request did not complete in time.",
-                        )
-                    cause = _cause(error)
-                    if isinstance(cause, http.client.HTTPException) and not isinstance(
-                        cause, ConnectionError
-                    ):  # (RemoteDisconnected is both: a connection dropped before an answer)
-                        log.warning(
-                            "app_proxy %s: %s answered malformed: %s",
-                            transfer.app_id,
-                            target.url,
-                            cause,
-                        )
-                        fail(
-                            transfer.app_id,
-                            502,
-                            "malformed_answer",
-                            "The application's backend sent an answer that is not valid HTTP.",
-                        )
-                    if attempt == 1 and replayable and isinstance(cause, ConnectionError):
-                        log.info(
-                            "app_proxy %s: connection dropped, sending once more: %s",
-                            transfer.app_id,
-                            error,
-                        )
-                        continue
-                    log.warning("app_proxy %s: %s failed: %s", transfer.app_id, target.url, error)
+                cause = connections.cause(error)
+                if isinstance(cause, http.client.HTTPException) and not isinstance(
+                    cause, ConnectionError
+                ):  # (RemoteDisconnected is both: a connection dropped before an answer)
+                    log.warning(
+                        "app_proxy %s: %s answered malformed: %s",
+                        transfer.app_id,
+                        plan.url,
+                        cause,
+                    )
                     fail(
                         transfer.app_id,
                         502,
-                        "unreachable",
-                        "The application's backend cannot be reached.",
+                        "malformed_answer",
+                        "The application's backend sent an answer that is not valid HTTP.",
                     )
-        finally:
-            _SENT_TARGET.reset(sent_target)
+                if attempt == 1 and replayable and isinstance(cause, ConnectionError):
+                    log.info(
+                        "app_proxy %s: connection dropped, sending once more: %s",
+                        transfer.app_id,
+                        error,
+                    )
+                    continue
+                log.warning("app_proxy %s: %s failed: %s", transfer.app_id, plan.url, error)
+                fail(
+                    transfer.app_id,
+                    502,
+                    "unreachable",
+                    "The application's backend cannot be reached.",
+                )
         PROXY_UPSTREAM_DURATION.labels(transfer.app_id).observe(time.perf_counter() - started)
         transfer.upstream = upstream.raw
         return upstream
 
-    def _response(
-        self, transfer: Transfer, upstream: requests.Response, target: Target
-    ) -> Response:
-        app_id = transfer.app_id
-        headers = [
-            (
-                name,
-                rewrite_location(value, target.url, target.base_url, app_id)
-                if name.lower() == "location"
-                else value,
-            )
-            for name, value in end_to_end(upstream.raw.headers)
-        ]
-        transfer.moving_body()
 
-        def read() -> bytes:
-            # read1: whatever one socket read brings, so a dribble is passed on at once
-            return upstream.raw.read1(CHUNK_SIZE, decode_content=False)
-
-        # Read the first chunk before answering: an upstream that breaks off at once
-        # still gets a clean JSON 502/504, since nothing has been sent yet.
-        try:
-            first = read()
-        except ReadTimeoutError:
-            upstream.close()
-            log.warning("app_proxy %s: upstream body timed out", app_id)
-            fail(app_id, 504, "timeout", "The application's backend did not answer in time.")
-        except (Urllib3Error, OSError) as error:
-            upstream.close()
-            log.warning("app_proxy %s: upstream body broke off: %s", app_id, error)
-            fail(app_id, 502, "broken_body", "The application's backend broke off its answer.")
-
-        def body() -> Iterator[bytes]:
-            chunk = first
-            try:
-                while chunk:
-                    transfer.moved(len(chunk))
-                    yield chunk
-                    chunk = read()
-                if transfer.cut_reason:
-                    raise UpstreamBrokeOff(transfer.cut_reason)
-            except (Urllib3Error, OSError) as error:
-                # Headers are sent: cutting the connection is the only honest signal left.
-                log.warning("app_proxy %s: upstream body broke off: %s", app_id, error)
-                PROXY_UPSTREAM_ERRORS.labels(app_id, "broken_body").inc()
-                raise UpstreamBrokeOff(str(error)) from None
-            finally:
-                upstream.close()
-
-        # not direct_passthrough: that skips Response.close, and with it call_on_close
-        response = Response(body(), status=upstream.status_code)
-        response.headers.clear()
-        for name, value in headers:
-            response.headers.add(name, value)
-        response.call_on_close(upstream.close)
-        return response
-
-
-def rewrite_location(location: str, upstream_url: str, base_url: str, app_id: int) -> str:
-    """A redirect to somewhere under web_url points back through the proxy."""
-    absolute = urljoin(upstream_url, location)
-    if absolute.startswith(base_url):
-        return f"{proxy_prefix(app_id)}/{absolute[len(base_url) :]}"
-    return location
-
-
-def _caller_socket() -> socket.socket | None:
-    environ = request.environ
-    return environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
-
-
-def _stop_reading_caller() -> None:
+def _stop_reading_caller(caller: Caller, inbound: Inbound) -> None:
     """The refused body will not be read: end the connection after the answer at once,
     rather than have the server drain a slow uploader's body first."""
-    if request.content_length or request.headers.get("Transfer-Encoding"):
-        sock = _caller_socket()
+    if caller.content_length or caller.headers.get("Transfer-Encoding"):
+        sock = inbound.socket
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass
-
-
-class _CountedBody:
-    """The caller's body, counted as it is read so the watchdog sees its progress, and
-    whatever reading it raised told apart from the backend's failures; `len` tells
-    requests to send Content-Length rather than chunks."""
-
-    def __init__(self, stream: IO[bytes], transfer: Transfer, length: int | None = None) -> None:
-        self.stream, self.transfer = stream, transfer
-        if length is not None:
-            self.len = length
-
-    def read(self, size: int = UPLOAD_READ_SIZE) -> bytes:
-        if self.transfer.cut_reason:
-            raise ConnectionAbortedError(f"request body cut: {self.transfer.cut_reason}")
-        try:
-            chunk = self.stream.read(min(size, UPLOAD_READ_SIZE))
-        except Exception as error:  # whatever the server raised reading it: the caller's
-            raise CallerBodyError(error) from error
-        if chunk:
-            self.transfer.moved(len(chunk))
-        else:
-            self.transfer.waiting()  # sent in full: now the backend has the floor
-        return chunk
-
-    def __iter__(self) -> Iterator[bytes]:  # a chunked body: requests sends it chunked, as it came
-        while chunk := self.read():
-            yield chunk
-
-
-def _request_body(
-    transfer: Transfer, digest_max_bytes: int
-) -> tuple[bytes | _CountedBody | Iterator[bytes] | None, bytes | None]:
-    """(what requests sends, the bytes read for the signature's digest or None): an
-    empty body and one of at most `digest_max_bytes` are read first, so the signature
-    covers them; a larger or chunked one streams unread."""
-    length = request.content_length
-    chunked = request.headers.get("Transfer-Encoding", "").lower() == "chunked"
-    if not length and not (length is None and chunked):
-        return None, b""
-    if length is None:
-        return iter(_CountedBody(request.stream, transfer)), None
-    body = _CountedBody(request.stream, transfer, length)
-    if length > digest_max_bytes:
-        return body, None
-    transfer.moving_body(upload=True)
-    data = bytearray()
-    while len(data) < length:
-        chunk = body.read(min(length - len(data), UPLOAD_READ_SIZE))
-        if not chunk:
-            raise CallerBodyError(ConnectionAbortedError("the request body ended early"))
-        data += chunk
-    transfer.waiting()
-    return bytes(data), bytes(data)
-
-
-def _refuse_body(app_id: int, error: CallerBodyError) -> NoReturn:
-    """400 for a body that could not be read: cut short, or malformed."""
-    if error.aborted:  # the caller went away: nobody reads this answer
-        log.info("app_proxy %s: the caller broke off its body: %s", app_id, error)
-        fail(app_id, 400, "client_abort", "The request body broke off.")
-    abort(400, message=f"The request body is malformed: {error}")
-
-
-# The request target being sent: urllib3 would re-encode it (%2f becomes %2F, a bare
-# "?" goes), and it is a URI already, signed as it is, so it goes out byte for byte.
-_SENT_TARGET: contextvars.ContextVar[str] = contextvars.ContextVar("app_proxy_sent_target")
-
-
-class _AsSigned:
-    def _make_request(
-        self, conn: Any, method: str, url: str, *args: Any, **kwargs: Any
-    ) -> BaseHTTPResponse:
-        # (a mixin: the connection pool that defines _make_request follows it in the MRO)
-        return super()._make_request(  # type: ignore[misc]
-            conn, method, _SENT_TARGET.get(url), *args, **kwargs
-        )
-
-
-class _Prepared(requests.PreparedRequest):
-    """A request sent to an approved address, verified as `server_name` (TLS)."""
-
-    def __init__(self, server_name: str) -> None:
-        super().__init__()
-        self.server_name = server_name
-
-
-class _Adapter(HTTPAdapter):
-    def __init__(self, ca_bundle: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        # The CAs read once: given as a file, urllib3 reads it again for every new TLS
-        # connection (tens of milliseconds of CPU for the system's bundle).
-        self.tls = ssl.create_default_context(cafile=ca_bundle)
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        """requests' own, less the CA file it gives every connection (urllib3 would read
-        it into the context again at each): the context holds the CAs."""
-        super().cert_verify(conn, url, verify, cert)
-        if url.lower().startswith("https"):
-            conn.ca_certs = conn.ca_cert_dir = None
-
-    def build_connection_pool_key_attributes(
-        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
-    ) -> Any:
-        """Pools keyed by address and name: a connection verified for one name is never
-        reused for another name on the same address."""
-        host_params, given = super().build_connection_pool_key_attributes(request, verify, cert)
-        pool_kwargs: dict[str, Any] = dict(given)
-        if host_params["scheme"] == "https" and isinstance(request, _Prepared):
-            pool_kwargs.pop("ca_certs", None)
-            pool_kwargs.pop("ca_cert_dir", None)
-            pool_kwargs["ssl_context"] = self.tls
-            pool_kwargs["server_hostname"] = request.server_name
-            pool_kwargs["assert_hostname"] = request.server_name
-        return host_params, pool_kwargs
-
-
-def _cause(error: BaseException) -> BaseException | None:
-    """What http.client or the socket raised under requests' and urllib3's wrappers."""
-    inner = error.args[0] if error.args else None
-    if isinstance(inner, ProtocolError) and len(inner.args) > 1:
-        cause = inner.args[1]
-        return cause if isinstance(cause, BaseException) else None
-    return inner if isinstance(inner, BaseException) else None
-
-
-# RFC 9110 §5 and RFC 9112 §5: a field line is a token, ":", and a value of visible
-# characters, spaces and tabs. No control byte, no bare CR (a lenient parser reads a
-# line break there), no obsolete line folding.
-_FIELD_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r?\n")
-
-
-class MalformedAnswer(http.client.HTTPException):
-    """The backend's answer holds a header line no HTTP/1.1 message may carry."""
-
-
-class _CheckedHead:
-    """The backend's answer as http.client reads its head: each header line checked
-    first, since http.client's parser takes a bare CR for a line break and passes
-    control bytes on, which the server then refuses to send."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
-        self.in_headers = False  # (a status line first, after each interim answer too)
-
-    def readline(self, limit: int = -1) -> bytes:
-        line = self.raw.readline(limit)
-        if not self.in_headers:
-            self.in_headers = True
-        elif line in (b"\r\n", b"\n", b""):
-            self.in_headers = False
-        elif not _FIELD_LINE.fullmatch(line):
-            raise MalformedAnswer(f"a header line no field may hold: {line[:80]!r}")
-        return line
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.raw, name)
-
-
-class _CheckedResponse(http.client.HTTPResponse):
-    def begin(self) -> None:
-        raw = self.fp
-        self.fp = _CheckedHead(raw)  # type: ignore[assignment]
-        try:
-            super().begin()
-        finally:
-            if self.fp is not None:
-                self.fp = raw  # the body is read straight from the socket
-
-
-class _Connection(HTTPConnection):
-    response_class = _CheckedResponse
-
-
-class _TLSConnection(HTTPSConnection):
-    response_class = _CheckedResponse
-
-
-class _IdleLimit:
-    """A pooled connection idle longer than IDLE_REUSE seconds is let go, not reused:
-    before a backend's own idle timeout (1 s and more) closes it under a request, which
-    only a bodiless request could be sent again after (deploy/nginx.conf's is the same)."""
-
-    def _put_conn(self, conn: Any) -> None:
-        if conn is not None:
-            conn.idle_since = time.monotonic()
-        super()._put_conn(conn)  # type: ignore[misc]
-
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)  # type: ignore[misc]
-        if time.monotonic() - getattr(conn, "idle_since", time.monotonic()) > IDLE_REUSE:
-            conn.close()  # (urllib3 connects it anew)
-        return conn
-
-
-class _HTTPPool(_AsSigned, _IdleLimit, HTTPConnectionPool):
-    ConnectionCls = _Connection
-
-
-class _HTTPSPool(_AsSigned, _IdleLimit, HTTPSConnectionPool):
-    ConnectionCls = _TLSConnection

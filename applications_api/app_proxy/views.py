@@ -3,6 +3,7 @@ transfer APP_PROXY_TRANSFER chose; and each application's public signing keys.""
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from flask import Response, request
 from flask.views import MethodView
@@ -12,12 +13,10 @@ from .. import database
 from ..api import API_PREFIX, Blueprint
 from ..applications.service import proxy_target
 from ..auth.authentication import authenticated_user
-from ..runtime import Transfer, runtime
-from ..settings import Settings
-from . import keys
-from .forwarding import URL_PREFIX, plan
-from .nginx_transfer import NginxTransfer
-from .python_transfer import PythonTransfer
+from ..observability import current_request_id
+from ..runtime import current_settings
+from . import keys, transfer
+from .forwarding import URL_PREFIX, Caller, Inbound, Refused, plan, refuse
 
 blp = Blueprint(
     "app_proxy",
@@ -27,11 +26,28 @@ blp = Blueprint(
 )
 
 
-def transfer_for(settings: Settings) -> Transfer:
-    """The transfer APP_PROXY_TRANSFER chose: this process, or nginx."""
-    if settings.proxy_transfer == "nginx":
-        return NginxTransfer(settings)
-    return PythonTransfer(settings)
+def caller(user_id: int) -> Caller:
+    """This request's caller. The request target is the raw one the server kept
+    (RAW_URI, REQUEST_URI); a server that keeps none: the decoded one, encoded again."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if not raw:
+        query = request.query_string.decode("latin-1")
+        raw = quote(request.path, safe="/;=,:@!$&'()*+~") + (f"?{query}" if query else "")
+    return Caller(
+        user_id=user_id,
+        method=request.method,
+        target=raw,
+        headers=request.headers,
+        remote_addr=request.remote_addr or "",
+        host=request.host,
+        scheme=request.scheme,
+        request_id=current_request_id() or "",
+        content_length=request.content_length,
+    )
+
+
+def inbound() -> Inbound:
+    return Inbound(request.stream, request.environ)
 
 
 def proxied_method(method: str, summary: str) -> Callable[..., Any]:
@@ -39,9 +55,19 @@ def proxied_method(method: str, summary: str) -> Callable[..., Any]:
     or this service's errors. `path` only routes; the raw target is what is forwarded."""
 
     def view(self: MethodView, app_id: int, path: str) -> Response:
-        target = plan(app_id, proxy_target(app_id), authenticated_user().id)
+        web_url = proxy_target(app_id)
+        try:
+            upstream = plan(
+                caller(authenticated_user().id),
+                app_id,
+                web_url,
+                current_settings(),
+                keys.signing_keys,
+            )
+        except Refused as refused:
+            refuse(app_id, refused)
         database.release()  # however the token and target were found: a slow backend holds none
-        return runtime().transfer.forward(app_id, target)
+        return transfer.current().forward(upstream, inbound())
 
     view.__name__ = method
     view.__doc__ = summary

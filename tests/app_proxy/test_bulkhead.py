@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from applications_api.app_proxy import python_transfer
+from applications_api.app_proxy import in_flight
 from applications_api.auth.tokens import issue_token
 from tests.support.app import auth_header
 from tests.support.upstream import send
@@ -82,7 +82,7 @@ def hold_open(proxy_url, header, app_id, count):
 def test_one_caller_cannot_take_app_proxy_from_the_others(
     proxy_with, monkeypatch, users, create, upstream
 ):
-    monkeypatch.setattr(python_transfer, "BODY_START", 2.0)
+    monkeypatch.setattr(in_flight, "BODY_START", 2.0)
     defaults = proxy_with()
     attacker, other = users(2)
     target, elsewhere = proxied_app(create, upstream, "a"), proxied_app(create, upstream, "b")

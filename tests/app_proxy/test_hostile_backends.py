@@ -178,7 +178,7 @@ def test_an_answer_the_server_refuses_to_send_still_gives_back_its_slot(
     raising), the slot is released though the answer is never closed."""
     from werkzeug.test import EnvironBuilder
 
-    transfer = proxy.app.extensions["applications_api"].transfer
+    transfer = proxy.app.extensions["applications_api.app_proxy"]
     environ = EnvironBuilder(
         path=f"/api/v1/app_proxy/{proxied['id']}/x", headers=reader
     ).get_environ()

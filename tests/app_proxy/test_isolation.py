@@ -9,7 +9,7 @@ import pytest
 import requests
 import urllib3
 
-from applications_api.app_proxy import python_transfer
+from applications_api.app_proxy import in_flight
 from tests.support.upstream import send, send_chunked
 
 python_only = pytest.mark.parametrize("via", ["python"], indirect=True)
@@ -124,7 +124,7 @@ def test_the_bulkhead_answers_503_at_once_and_the_api_keeps_answering(
 def test_a_trickling_download_is_cut_below_the_minimum_rate(
     proxy_with, monkeypatch, reader, proxied, upstream
 ):
-    monkeypatch.setattr(python_transfer, "RATE_GRACE", 0.5)
+    monkeypatch.setattr(in_flight, "RATE_GRACE", 0.5)
     strict = proxy_with(APP_PROXY_MIN_RATE="100")
     upstream.answer = lambda handler, record: dribble(handler, record, count=100, pause=0.1)
     started = time.monotonic()
@@ -167,7 +167,7 @@ def test_a_transfer_is_cut_at_its_deadline(proxy_with, reader, proxied, upstream
 def test_a_slow_upload_is_cut_and_frees_its_slot(
     proxy_with, monkeypatch, reader, proxied, upstream
 ):
-    monkeypatch.setattr(python_transfer, "RATE_GRACE", 0.5)
+    monkeypatch.setattr(in_flight, "RATE_GRACE", 0.5)
     strict = proxy_with(APP_PROXY_MIN_RATE="100", APP_PROXY_MAX_IN_FLIGHT="1")
     host, port = strict.url.removeprefix("http://").split(":")
     started = time.monotonic()
