@@ -299,3 +299,29 @@ def test_a_chunked_body_of_any_method_is_never_replayed(proxy, reader, proxied, 
     )
     assert status == 502, reply[:300]
     assert calls == [(method, b"order")]
+
+
+def test_a_refusal_is_logged_with_the_name_and_the_address_it_resolved_to(
+    monkeypatch, create, proxy, reader, upstream, caplog
+):
+    """The operator's only trace of an SSRF attempt: which name, which address."""
+    resolving_to(monkeypatch, "mixed.example", [ALLOWED, "169.254.169.254"])
+    app = create(
+        is_proxy_available=True, config={"web_url": f"http://mixed.example:{upstream.port}/"}
+    )
+    with caplog.at_level("WARNING", logger="applications_api.app_proxy"):
+        response = proxy.client.get(f"/api/v1/app_proxy/{app['id']}/x", headers=reader)
+    assert response.status_code == 502
+    assert "mixed.example resolves to 169.254.169.254" in caplog.text
+
+
+def test_the_service_s_own_address_is_logged_as_such(proxy_with, create, reader, caplog):
+    from tests.support.servers import free_port
+
+    port = free_port()
+    itself = proxy_with(GUNICORN_BIND=f"127.0.0.1:{port}")
+    app = create(is_proxy_available=True, config={"web_url": f"http://127.0.0.1:{port}/"})
+    with caplog.at_level("WARNING", logger="applications_api.app_proxy"):
+        response = itself.client.get(f"/api/v1/app_proxy/{app['id']}/metrics", headers=reader)
+    assert response.status_code == 502
+    assert f"127.0.0.1:{port} is where this service listens" in caplog.text
