@@ -87,6 +87,28 @@ def test_a_cached_token_is_looked_up_again_after_auth_cache_seconds(
     assert token_queries() != []  # past the limit: the database is asked again
 
 
+def test_a_sqlite_feed_answers_every_thread_of_its_process(tmp_path):
+    """Gunicorn's threads share one feed: the probe opened by the first may be used by
+    any other, and a commit made elsewhere moves the generation for all of them."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "feed.db"
+    feed = ChangeFeed(f"sqlite:///{path}")
+    first = feed.generation("auth")
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(feed.generation("auth")))
+    thread.start()
+    thread.join()
+    assert seen == [first]
+    with sqlite3.connect(path) as other:  # another connection commits
+        other.execute("CREATE TABLE t (x)")
+    thread = threading.Thread(target=lambda: seen.append(feed.generation("auth")))
+    thread.start()
+    thread.join()
+    assert seen[1] != first
+
+
 # -- PostgreSQL: the change feed's reconnect ---------------------------------------
 
 
