@@ -87,6 +87,32 @@ def test_a_cached_token_is_looked_up_again_after_auth_cache_seconds(
     assert token_queries() != []  # past the limit: the database is asked again
 
 
+def test_a_cached_proxy_target_is_read_again_after_app_proxy_cache_seconds(
+    make_app, database_url, count_statements, clock, create, reader, upstream
+):
+    """Nothing changes the application meanwhile: only the time limit can end the entry."""
+    app = make_app(database_url, APP_PROXY_CACHE_SECONDS="30", AUTH_CACHE_SECONDS="30")
+    proxied = create(is_proxy_available=True, config={"web_url": f"{upstream.url}/"})
+    client = app.test_client()
+    url = f"/api/v1/app_proxy/{proxied['id']}/x"
+
+    def target_queries():
+        with count_statements() as counter:
+            assert client.get(url, headers=reader).status_code == 200
+        return [s for s in counter.statements if "FROM applications" in str(s)]
+
+    assert target_queries() != []
+    caches_trusted(app)
+    for _ in range(3):
+        if not target_queries():
+            break
+    assert target_queries() == []
+    clock.now += 29
+    assert target_queries() == []
+    clock.now += 1.5
+    assert target_queries() != []
+
+
 def test_a_sqlite_feed_answers_every_thread_of_its_process(tmp_path):
     """Gunicorn's threads share one feed: the probe opened by the first may be used by
     any other, and a commit made elsewhere moves the generation for all of them."""
