@@ -113,6 +113,17 @@ def test_a_cached_proxy_target_is_read_again_after_app_proxy_cache_seconds(
     assert target_queries() != []
 
 
+def test_a_full_cache_never_holds_more_than_its_bound(tmp_path, monkeypatch):
+    monkeypatch.setattr(FreshCache, "MAX_ENTRIES", 3)
+    feed = ChangeFeed(f"sqlite:///{tmp_path / 'feed.db'}")
+    fresh = FreshCache(feed, "auth", ttl=30)
+    generation = fresh.generation()
+    for key in range(10):
+        fresh.put(key, f"value {key}", generation)
+        assert len(fresh.entries) <= 3
+        assert fresh.get(key) == f"value {key}"  # the newest entry is always kept
+
+
 def test_a_sqlite_feed_answers_every_thread_of_its_process(tmp_path):
     """Gunicorn's threads share one feed: the probe opened by the first may be used by
     any other, and a commit made elsewhere moves the generation for all of them."""
