@@ -108,3 +108,44 @@ def test_a_change_to_a_secret_alone_is_recorded_as_a_secret_change(client, staff
     # (not the masked value twice, old and new alike: that would say nothing changed)
     assert change == {"field": change["field"], "secret": True}
     assert change["field"].startswith("config.")
+
+
+def test_elements_that_read_alike_keep_their_own_secrets(app, client, create, staff):
+    """Two elements masked alike (only their secrets differ), sent back moved and with
+    one more: each keeps its own stored secret, none is given twice."""
+    config = {
+        "servers": [
+            {"host": "same.example", "password": "first-" + SECRET},
+            {"host": "same.example", "password": "second-" + SECRET},
+            {"host": "other.example", "password": "third-" + SECRET},
+        ]
+    }
+    app_id = create(config=config)["id"]
+    read = client.get(f"{URL}{app_id}/", headers=staff).json["config"]["servers"]
+    sent = [read[2], read[0], read[1], {"host": "new.example", "password": "fourth"}]
+    response = client.patch(f"{URL}{app_id}/", json={"config": {"servers": sent}}, headers=staff)
+    assert response.status_code == 200, response.json
+    assert stored_config(app, app_id)["servers"] == [
+        {"host": "other.example", "password": "third-" + SECRET},
+        {"host": "same.example", "password": "first-" + SECRET},
+        {"host": "same.example", "password": "second-" + SECRET},
+        {"host": "new.example", "password": "fourth"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "config, path",
+    [
+        ({"database_url": "postgresql://shop:********@db.example/shop"}, "config.database_url"),
+        ({"a": [{"b": {"password": "********"}}]}, "config.a[0].b.password"),
+    ],
+)
+def test_a_mask_standing_for_nothing_is_refused_naming_where(client, staff, config, path):
+    refused = client.post(
+        URL, json={"name": "Copy", "application_type": "oms", "config": config}, headers=staff
+    )
+    assert refused.status_code == 400
+    assert refused.json["errors"]["json"]["config"] == [
+        f'{path}: "********" stands for a stored secret, and none is stored there; '
+        "send the value itself."
+    ]
