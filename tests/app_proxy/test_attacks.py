@@ -298,6 +298,7 @@ def test_a_chunked_body_of_any_method_is_never_replayed(proxy, reader, proxied, 
         body=b"5\r\norder\r\n0\r\n\r\n",
     )
     assert status == 502, reply[:300]
+    assert b"application/json" in reply.partition(b"\r\n\r\n")[0]  # the proxy's own error
     assert calls == [(method, b"order")]
 
 
