@@ -27,8 +27,9 @@ declare -A MODULES=(
 ORDER=(auth forwarding network_policy signing cache secrets history)
 
 summary() {
-    # mutmut's verdicts, counted per module: killed (a test failed, or the mutant hung
-    # past its timeout), survived, and the rest (not run yet, skipped).
+    # mutmut's verdicts, counted per module: killed (a test failed), timeout (it hung:
+    # killed too), survived, no tests (no selected test reaches the function), and not
+    # checked (not run yet). The share killed is of those run.
     .venv/bin/mutmut results --all true | .venv/bin/python -c '
 import collections, sys
 order = sys.argv[1:]
@@ -44,14 +45,14 @@ for line in sys.stdin:
     counts[module][status] += 1
     if status == "survived":
         survivors[module].append(name)
-print("%-16s%8s%9s%10s%7s%10s" % ("module", "killed", "timeout", "survived", "other", "killed %"))
+print("%-16s%8s%9s%10s%10s%13s%10s" % ("module", "killed", "timeout", "survived", "no tests", "not checked", "killed %"))
 for module in order:
     c = counts[module]
-    killed, timeout, survived = c["killed"], c["timeout"], c["survived"]
-    other = sum(c.values()) - killed - timeout - survived
+    killed, timeout, survived, untested = c["killed"], c["timeout"], c["survived"], c["no tests"]
+    unchecked = sum(c.values()) - killed - timeout - survived - untested
     judged = killed + timeout + survived
     ratio = f"{100 * (killed + timeout) / judged:.1f}" if judged else "-"
-    print(f"{module:<16}{killed:>8}{timeout:>9}{survived:>10}{other:>7}{ratio:>10}")
+    print(f"{module:<16}{killed:>8}{timeout:>9}{survived:>10}{untested:>10}{unchecked:>13}{ratio:>10}")
 for module in order:
     for name in survivors[module]:
         print("survived:", name)
