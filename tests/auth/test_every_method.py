@@ -55,5 +55,8 @@ def test_a_reader_may_not_write_applications_by_any_method(client, reader, creat
             assert response.status_code == 200, (url, response.status_code)
         elif (url == item) == (method != "POST"):  # where the method is a write
             assert response.status_code == 403, (url, response.status_code)
+            assert response.json["message"] == (
+                "Only staff users may create, update or delete applications."
+            )
         else:
             assert response.status_code == 405, (url, response.status_code)
