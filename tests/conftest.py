@@ -46,6 +46,18 @@ def _empty_tables_after(request):
     empty_tables(app)
 
 
+@pytest.fixture(autouse=True)
+def _memoized_anew():
+    """Each test builds the secret-key matcher and the signing keys anew, so it runs
+    fold(), derive() and the rest itself rather than reading an earlier test's results
+    (a mutation run maps each function to the tests that call it: scripts/mutation.sh)."""
+    from applications_api.app_proxy import signing
+    from applications_api.applications import secrets
+
+    for memoized in (secrets._matcher, signing.signing_key, signing._timed_params):
+        memoized.cache_clear()
+
+
 @pytest.fixture
 def make_app():
     """Build another app (`make_app(database_url, SETTING="value", ...)`); its engine

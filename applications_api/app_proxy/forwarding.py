@@ -30,6 +30,7 @@ HOP_BY_HOP = frozenset(
     {
         "connection",
         "keep-alive",
+        "proxy-connection",  # (HTTP/1.0's; RFC 9110 §7.6.1 has it removed too)
         "proxy-authenticate",
         "proxy-authorization",
         "te",

@@ -1,0 +1,204 @@
+"""The caches' two other guarantees, each looked at before anything is put back:
+
+- an entry expires after its time limit, on a clock the test moves (nothing changes in
+  the database meanwhile, so no invalidation can pass the test in its place);
+- on PostgreSQL, a change made while a process's listener was gone is never served
+  stale once the listener is back: the reconnect itself moves the generation on.
+"""
+
+import time
+
+import psycopg
+import pytest
+
+from applications_api import cache as cache_module
+from applications_api.auth.tokens import issue_token
+from applications_api.cache import ChangeFeed, FreshCache
+from tests.support.app import auth_header, caches_trusted, postgresql_only
+
+LIST = "/api/v1/applications/"
+
+
+class Clock:
+    """time as cache.py reads it, moved by hand."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        time.sleep(seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(cache_module, "time", clock)
+    return clock
+
+
+def test_an_entry_is_served_until_its_time_limit_and_not_at_it(tmp_path, clock):
+    feed = ChangeFeed(f"sqlite:///{tmp_path / 'feed.db'}")
+    fresh = FreshCache(feed, "auth", ttl=30)
+    generation = fresh.generation()
+    fresh.put("key", "value", generation)
+    before = dict(feed.generations)
+    clock.now += 29.999
+    assert fresh.get("key") == "value"
+    clock.now += 0.001  # exactly the limit: expired
+    assert fresh.get("key") is None
+    assert feed.generations == before  # (expired by time alone: nothing changed)
+
+
+def test_a_time_limit_of_zero_caches_nothing(tmp_path, clock):
+    feed = ChangeFeed(f"sqlite:///{tmp_path / 'feed.db'}")
+    fresh = FreshCache(feed, "auth", ttl=0)
+    assert fresh.generation() is None
+    fresh.put("key", "value", fresh.generation())
+    fresh.put("key", "value", 0)
+    assert fresh.get("key") is None
+
+
+def test_a_cached_token_is_looked_up_again_after_auth_cache_seconds(
+    make_app, database_url, count_statements, clock
+):
+    app = make_app(database_url, AUTH_CACHE_SECONDS="30")
+    with app.app_context():
+        headers = auth_header(issue_token("reader-ttl"))
+    client = app.test_client()
+
+    def token_queries():
+        with count_statements() as counter:
+            assert client.get(LIST, headers=headers).status_code == 200
+        return [s for s in counter.statements if "applications" not in s]
+
+    token_queries()
+    caches_trusted(app)
+    # served from the cache (its first use, recorded, is a change a SQLite worker hears of)
+    for _ in range(3):
+        if not token_queries():
+            break
+    assert token_queries() == []
+    clock.now += 29
+    assert token_queries() == []
+    clock.now += 1.5
+    assert token_queries() != []  # past the limit: the database is asked again
+
+
+def test_a_cached_proxy_target_is_read_again_after_app_proxy_cache_seconds(
+    make_app, database_url, count_statements, clock, create, reader, upstream
+):
+    """Nothing changes the application meanwhile: only the time limit can end the entry."""
+    app = make_app(database_url, APP_PROXY_CACHE_SECONDS="30", AUTH_CACHE_SECONDS="30")
+    proxied = create(is_proxy_available=True, config={"web_url": f"{upstream.url}/"})
+    client = app.test_client()
+    url = f"/api/v1/app_proxy/{proxied['id']}/x"
+
+    def target_queries():
+        with count_statements() as counter:
+            assert client.get(url, headers=reader).status_code == 200
+        return [s for s in counter.statements if "FROM applications" in str(s)]
+
+    assert target_queries() != []
+    caches_trusted(app)
+    for _ in range(3):
+        if not target_queries():
+            break
+    assert target_queries() == []
+    clock.now += 29
+    assert target_queries() == []
+    clock.now += 1.5
+    assert target_queries() != []
+
+
+def test_a_full_cache_never_holds_more_than_its_bound(tmp_path, monkeypatch):
+    monkeypatch.setattr(FreshCache, "MAX_ENTRIES", 3)
+    feed = ChangeFeed(f"sqlite:///{tmp_path / 'feed.db'}")
+    fresh = FreshCache(feed, "auth", ttl=30)
+    generation = fresh.generation()
+    for key in range(10):
+        fresh.put(key, f"value {key}", generation)
+        assert len(fresh.entries) <= 3
+        assert fresh.get(key) == f"value {key}"  # the newest entry is always kept
+
+
+def test_a_sqlite_feed_answers_every_thread_of_its_process(tmp_path):
+    """Gunicorn's threads share one feed: the probe opened by the first may be used by
+    any other, and a commit made elsewhere moves the generation for all of them."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "feed.db"
+    feed = ChangeFeed(f"sqlite:///{path}")
+    first = feed.generation("auth")
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(feed.generation("auth")))
+    thread.start()
+    thread.join()
+    assert seen == [first]
+    with sqlite3.connect(path) as other:  # another connection commits
+        other.execute("CREATE TABLE t (x)")
+    thread = threading.Thread(target=lambda: seen.append(feed.generation("auth")))
+    thread.start()
+    thread.join()
+    assert seen[1] != first
+
+
+# -- PostgreSQL: the change feed's reconnect ---------------------------------------
+
+
+def listeners(admin):
+    return admin.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = "
+        "'applications_api change feed' AND datname = current_database()"
+    ).fetchall()
+
+
+def until(condition, what):
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+@postgresql_only
+@pytest.mark.parametrize("topic", ["auth", "applications"])
+def test_a_change_made_while_the_listener_was_gone_is_not_served_after_it_is_back(
+    make_app, database_url, create, upstream, monkeypatch, topic
+):
+    # Long enough a pause between the listener's attempts for the change to land while
+    # nobody listens (its NOTIFY is then lost to this process).
+    monkeypatch.setattr(cache_module, "RECONNECT_PAUSE", 1.0)
+    app = make_app(database_url, AUTH_CACHE_SECONDS="300", APP_PROXY_CACHE_SECONDS="300")
+    feed = app.extensions["applications_api"].token_cache.feed
+    with app.app_context():
+        headers = auth_header(issue_token("reader-feed"))
+    proxied = create(is_proxy_available=True, config={"web_url": f"{upstream.url}/"})
+    client = app.test_client()
+    url = LIST if topic == "auth" else f"/api/v1/app_proxy/{proxied['id']}/x"
+    assert client.get(url, headers=headers).status_code == 200
+    caches_trusted(app)
+    assert client.get(url, headers=headers).status_code == 200  # cached now
+    admin = psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True)
+    try:
+        assert listeners(admin)
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name ="
+            " 'applications_api change feed' AND datname = current_database()"
+        )
+        until(lambda: not feed.listening, "the listener never noticed it was cut")
+        if topic == "auth":
+            admin.execute("UPDATE users SET is_active = false WHERE username = 'reader-feed'")
+        else:
+            admin.execute(
+                "UPDATE applications SET is_proxy_available = false WHERE id = %s",
+                (proxied["id"],),
+            )
+        until(lambda: feed.listening, "the listener never came back")
+        # Nothing restored: the change is still there, and must be what is answered.
+        refused = 401 if topic == "auth" else 404
+        assert client.get(url, headers=headers).status_code == refused
+    finally:
+        admin.close()
