@@ -195,10 +195,7 @@ HOP_BY_HOP = [
     "Upgrade",
     "Proxy-Authenticate",
     "Proxy-Authorization",
-    pytest.param(
-        "Proxy-Connection",
-        marks=pytest.mark.xfail(strict=True, reason="forwarded today by both transfers"),
-    ),
+    "Proxy-Connection",
 ]
 # What a backend or its framework might believe about the caller or the route, and what
 # only this service signs: docs/app-proxy.md ("What your backend receives").
