@@ -49,10 +49,12 @@ class FeedIsDeaf(Exception):
 class ChangeFeed:
     """Tells this process when cached rows may have changed (see the module's doc)."""
 
-    def __init__(self, database_url: str, listen_url: str, connect_timeout: float = 3.0) -> None:
+    def __init__(
+        self, database_url: str, listen_url: str | None = None, connect_timeout: float = 3.0
+    ) -> None:
         self.dialect = "sqlite" if database_url.startswith("sqlite") else "postgresql"
         self.database_url = database_url
-        self.listen_url = listen_url
+        self.listen_url = listen_url or database_url
         self.connect_timeout = connect_timeout
         self.generations = dict.fromkeys(TOPICS, 0)
         self.listening = False
