@@ -1,7 +1,11 @@
 """The embedded transfer's connections to backends: one pooled requests HTTPAdapter per
 process, its pools keyed by address and TLS name, each pooled connection let go after
 IDLE_REUSE seconds idle, the request target sent as it was signed, and every header line
-of an answer checked before http.client reads it."""
+of an answer checked before http.client reads it.
+
+The adapter is used without a Session: no cookies kept between callers, nothing taken
+from the environment, no default headers, no redirects followed, and none of a
+Session's per-call merging."""
 
 import http.client
 import re

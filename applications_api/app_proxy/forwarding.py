@@ -227,7 +227,6 @@ class Plan:
     base_path: str  # web_url's path, ending in /
     address: str  # scheme://ip:port the checks approved: the transfer connects there
     server_name: str  # web_url's host name, for TLS (SNI and certificate checks)
-    forwarded: dict  # the caller's headers that go upstream (end-to-end, less NOT_FORWARDED)
     headers: dict  # added upstream, overwriting the caller's: X-Forwarded-*, X-Request-ID
     keys: tuple[signing.SigningKey, ...]  # the application's signing keys (keys.py)
 
@@ -244,6 +243,12 @@ class Plan:
     def base_url(self) -> str:
         """Redirects to somewhere under it come back through the proxy."""
         return self.origin + self.base_path
+
+    @property
+    def forwarded(self) -> dict[str, str]:
+        """The caller's headers that go upstream (end-to-end, less NOT_FORWARDED): worked
+        out when a transfer sends them itself (nginx passes the caller's on its own)."""
+        return forwarded_headers(self.caller.headers)
 
     def sign(self, body: bytes | None) -> dict[str, str]:
         """The caller's identity, signed over this request as the backend receives it
@@ -304,7 +309,6 @@ def plan(
         base_path=base_path,
         address=f"{base.scheme}://{ip}:{port}",
         server_name=host,
-        forwarded=forwarded_headers(caller.headers),
         headers={
             "X-Forwarded-For": caller.remote_addr,
             "X-Forwarded-Host": caller.host,

@@ -3,27 +3,21 @@
 Used without nginx (scripts/serve.sh, gunicorn alone), so it protects the registry
 itself:
 
-- a bulkhead: at most APP_PROXY_MAX_IN_FLIGHT transfers per process, and
-  APP_PROXY_MAX_IN_FLIGHT_PER_APP per application; beyond that a JSON 503 with
-  Retry-After at once, never a queue;
-- a watchdog thread that cuts a transfer past APP_PROXY_DEADLINE, or moving less than
-  APP_PROXY_MIN_RATE bytes a second (averaged, after a grace of RATE_GRACE seconds) while
-  it moves a body, whichever peer is slow;
+- a bulkhead (bulkhead.py): shares of a worker's transfers per worker, application and
+  caller; a call over its share waits while the share turns over or moves bytes, up to
+  APP_PROXY_QUEUE_SECONDS, and is refused (a JSON 503 with Retry-After) behind calls
+  that stall;
+- a watchdog thread that cuts a transfer (in_flight.py) past APP_PROXY_DEADLINE, or
+  moving less than APP_PROXY_MIN_RATE bytes a second while it moves a body, whichever
+  peer is slow;
 - bodies of at most APP_PROXY_DIGEST_MAX_BYTES are read first, so the signature covers
   them (signing.py); larger and chunked ones stream; answers are passed on as each read
-  returns, so a backend that dribbles reaches the caller byte by byte;
-- the request target goes out exactly as planned and signed (urllib3 would re-encode it).
+  returns (streaming.py);
+- the request target goes out exactly as planned and signed, to the address the plan
+  approved (connections.py: urllib3 would re-encode it).
 
-Connections to backends come from one pooled requests HTTPAdapter per process, used
-without a Session: no cookies kept between callers, nothing taken from the environment,
-no default headers, no redirects followed, and none of a Session's per-call merging
-(an eighth of a 1 KiB transfer's CPU). A request without a body that fails on a
-connection the backend dropped is sent once more on a new one (RFC 9112 §9.3.1); one
-with a body is never replayed.
-
-It is the longest module (about 450 lines) because a transfer's admission, watchdog,
-body handling and upstream pool share one Transfer's state and one failure vocabulary;
-nginx_transfer.py is the short alternative that hands all of it to nginx.
+A request without a body that fails on a connection the backend dropped is sent once
+more on a new one (RFC 9112 §9.3.1); one with a body is never replayed.
 """
 
 import http.client
@@ -78,7 +72,7 @@ class PythonTransfer:
                 transfer = environ.get(ENVIRON_KEY)
                 if transfer is not None:
                     transfer.cut("refused by the server")
-                    self._release(transfer)
+                    self.bulkhead.release(transfer)
                 raise
 
         app.wsgi_app = released_whatever_happens  # type: ignore[method-assign]
@@ -104,9 +98,6 @@ class PythonTransfer:
             )
         inbound.environ[ENVIRON_KEY] = transfer
         return transfer
-
-    def _release(self, transfer: InFlight) -> None:
-        self.bulkhead.release(transfer)
 
     def _start_once(self) -> None:
         """Per process, after gunicorn forks: the connection pools and the watchdog."""
@@ -135,7 +126,7 @@ class PythonTransfer:
                     log.warning("app_proxy %s: transfer cut: %s", transfer.app_id, reason)
                     PROXY_UPSTREAM_ERRORS.labels(transfer.app_id, reason).inc()
                     transfer.cut(reason)
-                    self._release(transfer)  # whatever its thread does next
+                    self.bulkhead.release(transfer)  # whatever its thread does next
 
     # -- the transfer ---------------------------------------------------------------
 
@@ -147,9 +138,9 @@ class PythonTransfer:
             upstream = self._send(transfer, plan, inbound)
             response = streaming.answer(transfer, upstream, plan)
         except BaseException:
-            self._release(transfer)
+            self.bulkhead.release(transfer)
             raise
-        response.call_on_close(lambda: self._release(transfer))
+        response.call_on_close(lambda: self.bulkhead.release(transfer))
         return response
 
     def _send(self, transfer: InFlight, plan: Plan, inbound: Inbound) -> requests.Response:
