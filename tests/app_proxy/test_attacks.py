@@ -8,55 +8,13 @@ import socket
 import pytest
 
 from applications_api.settings import SettingsError, load_settings
+from tests.support import headers as withheld
 
-# RFC 9110 §7.6.1: hop-by-hop fields an intermediary removes whether or not Connection
-# names them (Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade), and the
-# proxy's own authentication fields (§11.7.1, §11.7.2) and Trailer (§6.6.2).
+# Connection and Transfer-Encoding frame the raw requests these tests send themselves.
 HOP_BY_HOP = [
-    "Proxy-Connection",
-    "Keep-Alive",
-    "TE",
-    "Upgrade",
-    "Proxy-Authorization",
-    "Proxy-Authenticate",
-    "Trailer",
+    name for name in withheld.HOP_BY_HOP if name not in ("Connection", "Transfer-Encoding")
 ]
-# Headers backends and their frameworks read as who called, from where, or what was
-# asked (the client's address, the original host or URL, a method override): a caller
-# must never be able to say them.
-SPOOFABLE = [
-    "Forwarded",
-    "X-Forwarded-For",
-    "X-Forwarded-Host",
-    "X-Forwarded-Proto",
-    "X-Forwarded-Prefix",
-    "X-Forwarded-Port",
-    "X-Forwarded-Scheme",
-    "X-Forwarded-Ssl",
-    "X-Forwarded-Protocol",
-    "X-Forwarded-Server",
-    "X-Forwarded-Uri",
-    "X-Real-IP",
-    "True-Client-IP",
-    "X-Client-IP",
-    "Client-IP",
-    "X-Cluster-Client-IP",
-    "X-Original-Forwarded-For",
-    "CF-Connecting-IP",
-    "Fastly-Client-IP",
-    "X-Original-URL",
-    "X-Rewrite-URL",
-    "X-HTTP-Method-Override",
-    "X-HTTP-Method",
-    "X-Method-Override",
-    # the identity app_proxy signs, and the headers of its signature
-    "X-App-Proxy-User-Id",
-    "Signature",
-    "Signature-Input",
-    "Content-Digest",
-    "X-App-Proxy-Timestamp",
-    "X-App-Proxy-Signature",
-]
+SPOOFABLE = withheld.SPOOFABLE
 
 
 def send_raw(base_url, method, target, header_lines, body=b""):
