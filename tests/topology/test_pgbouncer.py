@@ -5,18 +5,17 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack
 
 import psycopg
 import pytest
 
 from applications_api import create_app
 from applications_api.settings import SettingsError
-from tests.support.app import caches_trusted, dispose, make_env, postgresql_only
+from tests.support.app import caches_trusted, direct_url, dispose, make_env, postgresql_only
 from tests.support.pgbouncer import PgBouncer
 
 pytestmark = postgresql_only
-
-DIRECT = "postgresql://postgres@127.0.0.1:5432/"
 
 
 @pytest.fixture
@@ -32,11 +31,13 @@ def bouncer():
 
 
 @pytest.fixture
-def pooled_app(bouncer, database):
+def pooled_app(bouncer, database, database_url):
     made = []
 
     def make(**settings):
-        env = make_env(bouncer.url(database), DATABASE_LISTEN_URL=DIRECT + database, **settings)
+        env = make_env(
+            bouncer.url(database), DATABASE_LISTEN_URL=direct_url(database_url), **settings
+        )
         made.append(create_app(env))
         return made[-1]
 
@@ -58,7 +59,7 @@ def test_a_feed_listening_through_the_transaction_pooler_stops_start_up(bouncer,
     assert started.stderr.count("\n") == 1
 
 
-def test_a_session_pooler_is_a_feed_that_hears(bouncer, database, staff, create):
+def test_a_session_pooler_is_a_feed_that_hears(bouncer, database, database_url, staff, create):
     with PgBouncer(pool_mode="session") as session_pooler:
         env = make_env(
             bouncer.url(database),
@@ -71,7 +72,7 @@ def test_a_session_pooler_is_a_feed_that_hears(bouncer, database, staff, create)
             assert client.get("/api/v1/applications/", headers=staff).status_code == 200
             caches_trusted(app)
             assert client.get("/api/v1/applications/", headers=staff).status_code == 200
-            with psycopg.connect(DIRECT + database, autocommit=True) as admin:
+            with psycopg.connect(direct_url(database_url), autocommit=True) as admin:
                 admin.execute("UPDATE users SET is_active = false")
             deadline = time.monotonic() + 0.1
             while client.get("/api/v1/applications/", headers=staff).status_code != 401:
@@ -81,32 +82,34 @@ def test_a_session_pooler_is_a_feed_that_hears(bouncer, database, staff, create)
 
 
 @pytest.mark.parametrize(
-    "ignored",
-    ["extra_float_digits", "extra_float_digits,options"],
-    ids=["options refused", "options ignored"],
+    "pooler",
+    ["options refused", "options ignored", "declared"],
 )
-def test_a_lock_held_past_the_timeout_is_a_503_behind_the_pooler(ignored, database, create, staff):
+def test_a_lock_held_past_the_timeout_is_a_503_behind_the_pooler(
+    pooler, database_url, database, create, staff
+):
+    """However the service knows of the pooler (PgBouncer refuses the options startup
+    parameter, or ignores it, or DATABASE_POOLER says so), the timeouts still hold."""
     created = create(name="held")
-    with PgBouncer(ignored=ignored) as bouncer:
-        env = make_env(
-            bouncer.url(database),
-            DATABASE_LISTEN_URL=DIRECT + database,
-            DATABASE_STATEMENT_TIMEOUT="0.5",
+    direct = direct_url(database_url)
+    with ExitStack() as stack:
+        if pooler == "declared":  # (straight to PostgreSQL: the SET LOCAL timeouts alone)
+            url, settings = direct, {"DATABASE_POOLER": "transaction"}
+        else:
+            ignored = "extra_float_digits" + (",options" if pooler == "options ignored" else "")
+            url, settings = stack.enter_context(PgBouncer(ignored=ignored)).url(database), {}
+        app = create_app(
+            make_env(url, DATABASE_LISTEN_URL=direct, DATABASE_STATEMENT_TIMEOUT="0.5", **settings)
         )
-        app = create_app(env)
-        holder = psycopg.connect(DIRECT + database)
+        stack.callback(dispose, app)
+        holder = stack.enter_context(psycopg.connect(direct))
         holder.execute("SELECT 1 FROM applications WHERE id = %s FOR UPDATE", (created["id"],))
-        try:
-            started = time.monotonic()
-            response = app.test_client().patch(
-                f"/api/v1/applications/{created['id']}/", json={"name": "changed"}, headers=staff
-            )
-            waited = time.monotonic() - started
-        finally:
-            holder.rollback()
-            holder.close()
-            pooled = app.config["SQLALCHEMY_ENGINE_OPTIONS"]["creator"].pooled  # (what it found)
-            dispose(app)
+        started = time.monotonic()
+        response = app.test_client().patch(
+            f"/api/v1/applications/{created['id']}/", json={"name": "changed"}, headers=staff
+        )
+        waited = time.monotonic() - started
+        pooled = app.config["SQLALCHEMY_ENGINE_OPTIONS"]["creator"].pooled  # (what it found)
     assert response.status_code == 503
     assert "being changed by others" in response.json["message"]
     assert waited < 3
