@@ -84,9 +84,7 @@ class ChangeFeed:
         if self.dialect == "sqlite":
             return
         try:
-            with self._connect(self.listen_url) as conn:
-                conn.execute(f"LISTEN {CHANNEL}")
-                self._prove_hearing(conn)
+            self._listening().close()
         except psycopg.Error as error:
             log.warning("change feed: could not check it hears (%s)", str(error).strip())
 
@@ -124,6 +122,17 @@ class ChangeFeed:
             **arguments,
         )
 
+    def _listening(self) -> psycopg.Connection:
+        """A connection to DATABASE_LISTEN_URL that listens and has proved it hears."""
+        conn = self._connect(self.listen_url, application_name="applications_api change feed")
+        try:
+            conn.execute(f"LISTEN {CHANNEL}")
+            self._prove_hearing(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     def _prove_hearing(self, conn: psycopg.Connection) -> None:
         """Send a notification of our own the way the triggers' come (DATABASE_URL) and
         wait for it on the listening connection `conn`, applying any other it hears."""
@@ -150,11 +159,7 @@ class ChangeFeed:
     def _listen(self) -> None:
         while True:
             try:
-                with self._connect(
-                    self.listen_url, application_name="applications_api change feed"
-                ) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    self._prove_hearing(conn)
+                with self._listening() as conn:
                     self.changed()  # whatever happened while nobody listened
                     self.listening = True
                     log.info("change feed: listening")
