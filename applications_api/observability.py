@@ -8,8 +8,10 @@ Metrics are prometheus-client's. Under gunicorn, gunicorn.conf.py sets
 PROMETHEUS_MULTIPROC_DIR so `/metrics` adds up every worker's figures.
 """
 
+import glob
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -63,10 +65,30 @@ metrics = Blueprint("metrics", __name__)
 def prometheus_metrics() -> Response:
     """Prometheus text format. Keep it off the public site (see deploy/nginx.conf)."""
     registry = REGISTRY
-    if current_settings().metrics_multiproc_dir:
+    if directory := current_settings().metrics_multiproc_dir:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        registry.register(_WorkersCollector(directory))
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+class _WorkersCollector(multiprocess.MultiProcessCollector):
+    """Every worker's figures, less the files still empty: a worker creates its file and
+    only then sizes it, and prometheus-client fails the whole scrape on one it finds
+    empty (client_python issue 1199)."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__(None, directory)
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        files = [path for path in glob.glob(os.path.join(self._path, "*.db")) if _sized(path)]
+        return self.merge(files, accumulate=True)
+
+
+def _sized(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except FileNotFoundError:  # a dead worker's live gauge, removed since the glob
+        return False
 
 
 class JsonFormatter(logging.Formatter):

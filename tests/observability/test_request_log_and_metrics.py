@@ -176,3 +176,21 @@ def test_gunicorn_removes_the_metrics_directory_it_made(database_url, tmp_path):
     left = [path.name for path in scratch.iterdir()]
     # (gunicorn's own worker files come and go there too; they are not ours to check)
     assert not [name for name in left if name.startswith("applications-metrics-")], left
+
+
+def test_a_worker_file_still_empty_does_not_fail_the_scrape(database_url, tmp_path):
+    """A worker creates its metrics file and sizes it a moment later; a scrape in between
+    (a second worker still booting) finds it empty and must still answer."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    env = {**os.environ, **make_env(database_url), "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    server = Gunicorn(tmp_path, env)
+    try:
+        requests.get(f"{server.url}/api/v1/healthcheck/", timeout=5)
+        (folder / "counter_4194304.db").touch()  # a pid no worker has
+        response = requests.get(f"{server.url}/metrics", timeout=5)
+        assert response.status_code == 200, response.text
+        names = {family.name for family in text_string_to_metric_families(response.text)}
+        assert "applications_http_requests" in names, names
+    finally:
+        server.stop()
