@@ -34,8 +34,8 @@ from bench.upstream_nginx import (
     plain_proxy_nginx,
     static_nginx,
 )
-from tests.support.servers import ROOT, Nginx, deployed_site, register_backend, wait_until_up
-from tests.support.tls import server_certificate, throwaway_ca
+from harness.servers import ROOT, Nginx, deployed_site, register_backend, wait_until_up
+from harness.tls import server_certificate, throwaway_ca
 
 BIN = Path(sys.executable).parent
 LUA = ROOT / "bench" / "lua"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import requests
 
-from tests.support.servers import Nginx
+from harness.servers import Nginx
 
 SITE = """
 sendfile on;

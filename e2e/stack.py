@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.support.servers import Gunicorn, Nginx, deployed_site, free_port
+from harness.servers import Gunicorn, Nginx, deployed_site, free_port
 from tests.support.systemd import environment_file
 
 ROOT = Path(__file__).resolve().parent.parent

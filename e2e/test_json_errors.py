@@ -8,7 +8,7 @@ import socket
 import pytest
 import requests
 
-from tests.support.servers import Nginx, deployed_site, free_port
+from harness.servers import Nginx, deployed_site, free_port
 from tests.support.tcp_tools import BlackHole
 
 

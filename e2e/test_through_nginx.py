@@ -13,8 +13,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.stack import BIN, ROOT, SIGNING_KEY
+from harness.servers import register_backend
 from tests.support.backend_verifier import send_raw, user_at
-from tests.support.servers import register_backend
 from tests.support.upstream import send, send_chunked
 
 MIB = 1 << 20

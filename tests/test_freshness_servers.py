@@ -17,9 +17,9 @@ import requests
 
 from applications_api.app_proxy import signing
 from applications_api.auth.tokens import issue_token
+from harness.servers import ROOT, Gunicorn, register_backend
 from tests.support.app import ON_POSTGRESQL, SIGNING_KEY, make_env, postgresql_only
 from tests.support.backend_verifier import user_at
-from tests.support.servers import ROOT, Gunicorn, register_backend
 
 WITHIN = 0.1
 LIST = "/api/v1/applications/"

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from tests.support.servers import ROOT
+from harness.servers import ROOT
 
 
 def test_the_loaded_app_is_kept_out_of_full_garbage_collections(tmp_path):

@@ -10,10 +10,10 @@ import pytest
 import requests
 
 from applications_api import create_app
+from harness.servers import Nginx, deployed_site, free_port
 from tests.support.app import dispose, make_env
 from tests.support.backend_verifier import NodeVerifier, PythonVerifier
 from tests.support.live_server import LiveServer
-from tests.support.servers import Nginx, deployed_site, free_port
 
 # nginx directives standing for the app's settings on the nginx path
 NGINX_DIRECTIVES = {

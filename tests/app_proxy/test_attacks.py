@@ -275,7 +275,7 @@ def test_a_refusal_is_logged_with_the_name_and_the_address_it_resolved_to(
 
 
 def test_the_service_s_own_address_is_logged_as_such(proxy_with, create, reader, caplog):
-    from tests.support.servers import free_port
+    from harness.servers import free_port
 
     port = free_port()
     itself = proxy_with(GUNICORN_BIND=f"127.0.0.1:{port}")

@@ -9,8 +9,8 @@ import time
 import pytest
 import requests
 
+from harness.servers import Gunicorn, register_backend
 from tests.support.app import SIGNING_KEY, database_env
-from tests.support.servers import Gunicorn, register_backend
 
 # Header lines a backend may not send: control bytes in a value, a name that is not a
 # token, a bare CR that a lenient parser takes for a line break, an obsolete fold.

@@ -88,7 +88,7 @@ def test_denied_networks_are_a_setting(proxy_with, create, reader, upstream):
 
 
 def test_the_service_itself_is_never_a_target(proxy_with, create, reader):
-    from tests.support.servers import free_port
+    from harness.servers import free_port
 
     port = free_port()
     itself = proxy_with(GUNICORN_BIND=f"127.0.0.1:{port}")

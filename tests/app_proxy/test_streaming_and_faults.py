@@ -229,7 +229,7 @@ def test_upstream_cookies_are_not_kept_between_callers(proxy, reader, staff, pro
 def test_an_unreachable_backend_is_a_json_502_with_a_body_or_without(proxy, reader, create, method):
     """Behind nginx a small body takes another route (read first, then sent on): its
     errors are the same JSON answers."""
-    from tests.support.servers import free_port
+    from harness.servers import free_port
 
     app = create(is_proxy_available=True, config={"web_url": f"http://127.0.0.1:{free_port()}/"})
     response = proxy.client.open(

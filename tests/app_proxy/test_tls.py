@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.support.tls import server_certificate, throwaway_ca
+from harness.tls import server_certificate, throwaway_ca
 from tests.support.upstream import Upstream
 
 nginx_only = pytest.mark.parametrize("via", ["nginx"], indirect=True)

@@ -102,7 +102,7 @@ def test_the_unit_and_the_guide_name_the_file():
 
 def serve_once(checkout, env):
     """scripts/serve.sh until it serves: what it printed."""
-    from tests.support.servers import free_port, wait_until_up
+    from harness.servers import free_port, wait_until_up
 
     port = free_port()
     log = checkout / f"serve-{port}.log"

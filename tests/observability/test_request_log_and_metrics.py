@@ -7,8 +7,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from applications_api.observability import JsonFormatter
+from harness.servers import Gunicorn
 from tests.support.app import make_env
-from tests.support.servers import Gunicorn
 
 
 def request_lines(caplog):
