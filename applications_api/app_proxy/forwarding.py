@@ -40,19 +40,12 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Client identity and routing headers that backends and their frameworks act on: only
-# this service may say who called and how, so a caller's never get through.
+# this service may say who called and how, so a caller's never get through. Every name
+# under these prefixes is the service's alone, known today or not (X-Forwarded-User,
+# X-App-Proxy-Upstream): deploy/nginx.conf clears them by the same rule.
+SPOOFABLE_PREFIXES = ("x-forwarded-", "x-app-proxy-")
 SPOOFABLE = frozenset(
     {
-        "x-forwarded-for",
-        "x-forwarded-host",
-        "x-forwarded-proto",
-        "x-forwarded-prefix",
-        "x-forwarded-port",
-        "x-forwarded-scheme",
-        "x-forwarded-ssl",
-        "x-forwarded-protocol",
-        "x-forwarded-server",
-        "x-forwarded-uri",
         "forwarded",
         "x-real-ip",
         "true-client-ip",
@@ -68,15 +61,18 @@ SPOOFABLE = frozenset(
         "x-http-method",
         "x-method-override",
         *(name.lower() for name in signing.IDENTITY_HEADERS),
-        # signed by earlier versions: a backend still checking them must not get a caller's
-        "x-app-proxy-timestamp",
-        "x-app-proxy-signature",
     }
 )
 # Never forwarded upstream (besides hop-by-hop ones): the caller's credentials stay
 # here, and what this service sets itself is not taken from the caller.
 # (X-Request-ID is set too: the caller's when well-formed, observability.py.)
 NOT_FORWARDED = SPOOFABLE | {"host", "authorization", "cookie", "content-length", "x-request-id"}
+
+
+def withheld(name: str) -> bool:
+    """Whether a caller's header `name` (end-to-end) stays here."""
+    lower = name.lower()
+    return lower in NOT_FORWARDED or lower.startswith(SPOOFABLE_PREFIXES)
 
 
 URL_PREFIX = f"{API_PREFIX}/app_proxy"
@@ -246,7 +242,7 @@ class Plan:
 
     @property
     def forwarded(self) -> dict[str, str]:
-        """The caller's headers that go upstream (end-to-end, less NOT_FORWARDED): worked
+        """The caller's headers that go upstream (end-to-end, less the withheld): worked
         out when a transfer sends them itself (nginx passes the caller's on its own)."""
         return forwarded_headers(self.caller.headers)
 
@@ -321,5 +317,5 @@ def plan(
 
 
 def forwarded_headers(headers: Headers) -> dict[str, str]:
-    """The caller's headers that go upstream: end-to-end ones less NOT_FORWARDED."""
-    return {name: value for name, value in end_to_end(headers) if name.lower() not in NOT_FORWARDED}
+    """The caller's headers that go upstream: end-to-end ones less the withheld."""
+    return {name: value for name, value in end_to_end(headers) if not withheld(name)}

@@ -27,14 +27,15 @@ from webargs.flaskparser import abort
 from werkzeug.datastructures import Headers
 
 from ..settings import Settings
-from .forwarding import HOP_BY_HOP, NOT_FORWARDED, URL_PREFIX, Inbound, Plan
+from .forwarding import HOP_BY_HOP, URL_PREFIX, Inbound, Plan, withheld
 
 ERROR_HEADER = "X-App-Proxy-Error"
 CONNECTION_HEADER = "X-App-Proxy-Connection"
 BUFFERED_HEADER = "X-App-Proxy-Buffered"  # nginx read the body and sends it along
 SEND_BUFFERED = f"{URL_PREFIX}/_buffered/"  # deploy/nginx.conf's location that sends it on
-# Caller headers nginx never passes on (deploy/nginx.conf clears or replaces them).
-DROPPED_BY_NGINX = HOP_BY_HOP | NOT_FORWARDED | {"expect", "http2-settings", "x-app-proxy-buffered"}
+# Caller headers nginx never passes on (deploy/nginx.conf clears or replaces them),
+# besides the withheld ones.
+DROPPED_BY_NGINX = HOP_BY_HOP | {"expect", "http2-settings"}
 
 
 class NginxTransfer:
@@ -81,7 +82,9 @@ def _refuse_connection_named_headers(headers: Headers) -> None:
     (nginx sends its own Connection to the app, and the caller's as CONNECTION_HEADER.)"""
     given = headers.get(CONNECTION_HEADER, "")
     named = {name.strip().lower() for name in given.split(",")}
-    kept = sorted(name for name in named - DROPPED_BY_NGINX if name in headers)
+    kept = sorted(
+        name for name in named - DROPPED_BY_NGINX if name in headers and not withheld(name)
+    )
     if kept:
         abort(
             400,

@@ -186,13 +186,7 @@ def test_a_backend_the_plan_cannot_send_to_is_a_counted_502(web_url, keys, kind)
 
 
 HOP_BY_HOP = withheld.HOP_BY_HOP
-SPOOFABLE = [
-    *withheld.SPOOFABLE,
-    pytest.param(
-        "X-Forwarded-User",  # the docs say every X-Forwarded-*; the code lists ten
-        marks=pytest.mark.xfail(strict=True, reason="only the listed X-Forwarded-* go"),
-    ),
-]
+SPOOFABLE = withheld.SPOOFABLE
 # The caller's own, which never leave this service, and what it sets itself.
 KEPT_HERE = ["Host", "Authorization", "Cookie", "Content-Length", "X-Request-ID"]
 

@@ -29,6 +29,8 @@ SPOOFABLE = [
     "X-Forwarded-Protocol",
     "X-Forwarded-Server",
     "X-Forwarded-Uri",
+    "X-Forwarded-User",  # (authenticating proxies': oauth2-proxy, Apache) every X-Forwarded-*
+    "X-Forwarded-Email",
     "X-Real-IP",
     "True-Client-IP",
     "X-Client-IP",
@@ -45,6 +47,10 @@ SPOOFABLE = [
     "X-App-Proxy-User-Id",
     "X-App-Proxy-Timestamp",  # signed by earlier versions
     "X-App-Proxy-Signature",
+    "X-App-Proxy-Upstream",  # every X-App-Proxy-*: this service's names, to nginx or the app
+    "X-App-Proxy-Method",
+    "X-App-Proxy-Buffered",
+    "X-App-Proxy-Anything",
     "Signature",
     "Signature-Input",
     "Content-Digest",
