@@ -24,7 +24,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from contextlib import suppress
 from typing import Any
 
@@ -182,6 +182,7 @@ class FreshCache:
     def __init__(self, feed: ChangeFeed, topic: str, ttl: float) -> None:
         self.feed, self.topic, self.ttl = feed, topic, ttl
         self.entries: dict[Hashable, tuple[Any, int, float]] = {}
+        self.clock: Callable[[], float] = time.monotonic  # what entries expire by
 
     def generation(self) -> int | None:
         """Take this before reading the database; hand it to put() with what was read."""
@@ -192,12 +193,7 @@ class FreshCache:
             return None
         generation = self.feed.generation(self.topic)
         entry = self.entries.get(key)
-        if (
-            entry
-            and generation is not None
-            and entry[1] == generation
-            and entry[2] > time.monotonic()
-        ):
+        if entry and generation is not None and entry[1] == generation and entry[2] > self.clock():
             return entry[0]
         return None
 
@@ -208,4 +204,4 @@ class FreshCache:
             return
         if len(self.entries) >= self.MAX_ENTRIES:
             self.entries = {}  # crude but bounded: a full cache starts over
-        self.entries[key] = (value, generation, time.monotonic() + self.ttl)
+        self.entries[key] = (value, generation, self.clock() + self.ttl)

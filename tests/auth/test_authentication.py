@@ -88,9 +88,20 @@ def test_keys_are_long_and_random(app):
     assert all(len(bytes.fromhex(key)) * 8 >= 160 for key in keys)
 
 
-def test_invalid_tokens_are_never_cached(make_app, database_url):
+def test_invalid_tokens_are_never_cached(make_app, database_url, reader):
+    """With the cache in use (a valid token is kept), an invalid one is not."""
+    from tests.support.app import caches_trusted
 
     cached_app = make_app(database_url, AUTH_CACHE_SECONDS="60")
+    caches_trusted(cached_app)
+    cache = cached_app.extensions["applications_api"].token_cache
     client = cached_app.test_client()
+    for _ in range(4):  # until the valid token is kept (its first use is a change heard)
+        assert client.get(URL, headers=reader).status_code == 200
+        if cache.entries:
+            break
+    kept = dict(cache.entries)
+    assert len(kept) == 1
     assert_401(client.get(URL, headers={"Authorization": "Token nope"}))
-    assert cached_app.extensions["applications_api"].token_cache.entries == {}
+    assert_401(client.get(URL, headers={"Authorization": "Token nope"}))
+    assert cache.entries.keys() == kept.keys()
