@@ -28,7 +28,7 @@ declare -A FILES=(
     [history]="applications_api/applications/history.py"
 )
 declare -A TESTS=(
-    [auth]="tests/auth tests/test_layout.py tests/test_freshness.py tests/api/test_settings.py"
+    [auth]="tests/auth tests/test_layout.py tests/test_freshness.py tests/api/test_settings.py tests/applications/test_history.py"
     [forwarding]="tests/app_proxy"
     [network_policy]="tests/app_proxy"
     [signing]="tests/app_proxy tests/api/test_settings.py"
