@@ -61,6 +61,15 @@ def test_a_time_limit_of_zero_caches_nothing(tmp_path, clock):
     assert fresh.get("key") is None
 
 
+@pytest.mark.parametrize("ttl", [0.5, 1])
+def test_a_time_limit_of_a_second_or_less_still_caches(tmp_path, clock, ttl):
+    feed = ChangeFeed(f"sqlite:///{tmp_path / 'feed.db'}")
+    fresh = FreshCache(feed, "auth", ttl=ttl)
+    fresh.put("key", "value", fresh.generation())
+    clock.now += ttl / 2
+    assert fresh.get("key") == "value"
+
+
 def test_a_cached_token_is_looked_up_again_after_auth_cache_seconds(
     make_app, database_url, count_statements, clock
 ):

@@ -145,3 +145,20 @@ def test_the_history_says_a_secret_changed_never_its_value(client, create, staff
     assert changes["config.database_url"] == {"field": "config.database_url", "secret": True}
     assert changes["config.oauth_secret"] == {"field": "config.oauth_secret", "secret": True}
     assert changes["config.servers"]["new"] == [{"host": "a.example", "password": "********"}]
+
+
+def test_a_mask_sent_twice_in_a_dsn_gives_the_password_back_once(app, client, create, staff):
+    """Only the URL's own password is the stored one: text after it that reads like a
+    mask again (":********@" in its query) is stored as sent, never filled with the
+    password (which the reader's masked answer would then show in clear)."""
+    app_id = create(config=CONFIG)["id"]
+    dsn = client.get(f"{URL}{app_id}/", headers=staff).json["config"]["database_url"]
+    edited = f"{dsn}?note=x:********@y"
+    patched = client.patch(
+        f"{URL}{app_id}/", json={"config": {"database_url": edited}}, headers=staff
+    )
+    assert patched.status_code == 200
+    assert stored_config(app, app_id)["database_url"] == (
+        f"postgresql://shop:dsn-{SECRET}@db.example:5432/shop?note=x:********@y"
+    )
+    assert SECRET not in client.get(f"{URL}{app_id}/", headers=staff).get_data(as_text=True)

@@ -4,6 +4,7 @@ from sqlalchemy import select
 from applications_api.auth.models import Token, User
 from applications_api.auth.tokens import issue_token, key_digest
 from applications_api.database import db
+from tests.support.app import auth_header
 
 URL = "/api/v1/applications/"
 BODY = {"name": "a", "application_type": "oms"}
@@ -105,3 +106,19 @@ def test_invalid_tokens_are_never_cached(make_app, database_url, reader):
     assert_401(client.get(URL, headers={"Authorization": "Token nope"}))
     assert_401(client.get(URL, headers={"Authorization": "Token nope"}))
     assert cache.entries.keys() == kept.keys()
+
+
+def test_a_token_used_again_within_a_minute_writes_its_last_use_once(
+    make_app, database_url, count_statements
+):
+    """With the token cache off every request looks the token up; what list-tokens shows
+    as its last use is written at most once a minute, not on every request."""
+    app = make_app(database_url, AUTH_CACHE_SECONDS="0")
+    with app.app_context():
+        headers = auth_header(issue_token("often"))
+    client = app.test_client()
+    with count_statements() as counter:
+        for _ in range(3):
+            assert client.get("/api/v1/applications/", headers=headers).status_code == 200
+    writes = [s for s in counter.statements if str(s).lstrip().upper().startswith("UPDATE")]
+    assert len(writes) == 1, writes
