@@ -170,10 +170,7 @@ _NOT_IN_QUERY = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9\-._~!$&'()*+,;=:@/?
 
 
 def _percent_encoded(match: re.Match[str]) -> str:
-    char = match.group()  # one character: a byte, when it came from the request line
-    return "".join(
-        f"%{byte:02X}" for byte in char.encode("latin-1" if ord(char) < 256 else "utf-8")
-    )
+    return f"%{ord(match.group()):02X}"  # (one character: one byte, as_uri's text)
 
 
 def as_uri(text: str, not_allowed: re.Pattern[str] = _NOT_IN_PATH) -> str:
@@ -277,7 +274,9 @@ def plan(
     raw_path, query = raw_target(app_id, caller.target)
     base = urlsplit(web_url)
     base_path = base.path if base.path.endswith("/") else base.path + "/"
-    path = as_uri(base_path + normalize_path(raw_path))
+    # web_url's path is text (RFC 3987: its characters go as UTF-8 octets), the raw
+    # path one character per byte already: both as bytes, then as URI characters
+    path = as_uri(base_path.encode().decode("latin-1") + normalize_path(raw_path))
     # web_url has a host (proxy_target checked it with is_web_url)
     host = cast(str, base.hostname)  # (each read of .hostname or .port parses netloc again)
     port = base.port or (443 if base.scheme == "https" else 80)

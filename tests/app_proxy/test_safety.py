@@ -188,3 +188,13 @@ def test_a_name_that_changes_its_answer_after_the_check_is_not_followed(
     assert response.status_code == 200
     assert lookups == ["rebinding.example"]  # the check's, and no other
     assert upstream.last.headers["Host"] == f"rebinding.example:{upstream.port}"
+
+
+# (the nginx transfer answers 502 for such a web_url: a matter of its own)
+@pytest.mark.parametrize("via", ["python"], indirect=True)
+def test_a_web_url_with_characters_beyond_ascii_is_sent_as_utf_8(proxy, create, reader, upstream):
+    """RFC 3987 §3.1: an IRI's characters become URI characters as UTF-8 octets, each
+    percent-encoded, whatever their code point (é is %C3%A9, never the Latin-1 %E9)."""
+    app = create(is_proxy_available=True, config={"web_url": f"{upstream.url}/café-Ā€/"})
+    assert proxy.client.get(f"/api/v1/app_proxy/{app['id']}/x", headers=reader).status_code == 200
+    assert upstream.last.path == "/caf%C3%A9-%C4%80%E2%82%AC/x"
