@@ -257,7 +257,8 @@ def wrk_together(servers, path, args, env, script=None, threads=2, attempts=10):
             for server in servers
         ]
         time.sleep(1)
-        splits = [server.connection_split() for server in servers]
+        with ThreadPoolExecutor(len(servers)) as pool:  # (ss takes a second on a busy machine)
+            splits = list(pool.map(lambda server: server.connection_split(), servers))
         if all(split[-1] * 3 >= split[0] for split in splits) or attempt == attempts - 1:
             break
         for proc in procs:

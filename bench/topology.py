@@ -35,6 +35,7 @@ from pathlib import Path
 import psycopg
 
 from bench.run import Server, flask, median, recreate_database, seed, wrk_together
+from tests.support.clusters import Cluster
 from tests.support.pgbouncer import PgBouncer
 
 SCENARIOS = [("retrieve", "retrieve.lua"), ("create", "create.lua")]
@@ -49,7 +50,10 @@ def parse_args():
     parser.add_argument("--servers", type=int, default=4, help="gunicorn servers per path")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections per server")
     parser.add_argument("--pool-size", type=int, default=20, help="PgBouncer's default_pool_size")
-    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--admin-url",
+        help="a PostgreSQL to use (default: a cluster of its own, with Debian's settings)",
+    )
     parser.add_argument("--database", default="applications_topology")
     return parser.parse_args()
 
@@ -197,22 +201,31 @@ def main():
     args = parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
-    direct_url = recreate_database(args.admin_url, args.database)
-    folder = Path(tempfile.mkdtemp(prefix="bench-topology-"))
-    base = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("GUNICORN_", "DATABASE_", "PROMETHEUS_"))
-    }
-    base |= {"DATABASE_URL": direct_url, "BENCH_ROWS": str(ROWS)}
     stack = contextlib.ExitStack()
     try:
+        postgres = "127.0.0.1:5432"
+        if not args.admin_url:
+            # Its own cluster: both paths at once need about max_connections (100), and a
+            # shared one has others' sessions besides.
+            cluster = Cluster(f"bench_topology_{os.getpid()}")
+            stack.callback(cluster.drop)
+            cluster.create()
+            cluster.start()
+            args.admin_url, postgres = cluster.url(), cluster.address
+        direct_url = recreate_database(args.admin_url, args.database)
+        folder = Path(tempfile.mkdtemp(prefix="bench-topology-"))
+        base = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("GUNICORN_", "DATABASE_", "PROMETHEUS_"))
+        }
+        base |= {"DATABASE_URL": direct_url, "BENCH_ROWS": str(ROWS)}
         stack.callback(drop_database, args.admin_url, args.database)
         stack.callback(shutil.rmtree, folder, ignore_errors=True)
         flask(base, "db", "upgrade")
         base["BENCH_TOKEN"] = flask(base, "create-token", "bench", "--staff")
         seed(direct_url, ROWS)
-        bouncer = stack.enter_context(PgBouncer(pool_size=args.pool_size))
+        bouncer = stack.enter_context(PgBouncer(server=postgres, pool_size=args.pool_size))
         pooled_env = {
             **base,
             "DATABASE_URL": bouncer.url(args.database),
