@@ -35,7 +35,7 @@ from pathlib import Path
 import psycopg
 
 from bench.run import Server, flask, median, recreate_database, seed, wrk_together
-from tests.support.clusters import Cluster
+from tests.support.clusters import VERSION, Cluster
 from tests.support.pgbouncer import PgBouncer
 
 SCENARIOS = [("retrieve", "retrieve.lua"), ("create", "create.lua")]
@@ -106,24 +106,6 @@ class Backends:
         counts["direct"] = counts["direct feeds/requests"]
         counts["pgbouncer clients"] = len(clients.splitlines())
         return counts
-
-    def close_idle(self, path):
-        """End the idle backends of `path` (its servers' pools, or PgBouncer's), so the
-        path about to run has PostgreSQL's connections to itself: both paths together
-        need more than max_connections (100 by default). Its servers replace a closed
-        connection when they next need one; the change feeds listen again at once."""
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            ports = conn.execute(
-                "SELECT pid, client_port FROM pg_stat_activity WHERE datname = %s "
-                "AND backend_type = 'client backend' AND state = 'idle' "
-                "AND application_name <> 'applications_api change feed'",
-                (self.database,),
-            ).fetchall()
-            owner = self.owners_by_port()
-            for pid, port in ports:
-                group = self._group(owner[port]) if port in owner else "other"
-                if group.startswith(path) or (path == "pooled" and group == "pgbouncer"):
-                    conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
     def owners_by_port(self):
         listing = subprocess.run(
@@ -205,11 +187,14 @@ def main():
     try:
         postgres = "127.0.0.1:5432"
         if not args.admin_url:
-            # Its own cluster: both paths at once need about max_connections (100), and a
-            # shared one has others' sessions besides.
+            # Its own cluster: a shared one has others' sessions besides.
             cluster = Cluster(f"bench_topology_{os.getpid()}")
             stack.callback(cluster.drop)
             cluster.create()
+            # Room for both paths at once (about 100 backends: PostgreSQL's default
+            # max_connections) and the bench's own sessions.
+            config = Path("/etc/postgresql") / VERSION / cluster.name / "postgresql.conf"
+            config.write_text(config.read_text() + "max_connections = 200\n")
             cluster.start()
             args.admin_url, postgres = cluster.url(), cluster.address
         direct_url = recreate_database(args.admin_url, args.database)
@@ -262,10 +247,6 @@ def splits(run):
     return " ".join("/".join(map(str, split)) for split in run["splits"])
 
 
-def other(path):
-    return PATHS[1 - PATHS.index(path)]
-
-
 def run_scenarios(args, env, sets, backends):
     """(scenario, path) -> its runs, a warm-up of each path first (counted for errors)."""
     results = {}
@@ -275,7 +256,6 @@ def run_scenarios(args, env, sets, backends):
             order = PATHS if round_number % 2 == 0 else PATHS[::-1]
             for path in order:
                 warm_up = round_number < 0
-                backends.close_idle(other(path))
                 run = together(
                     wrk_together(
                         sets[path],
