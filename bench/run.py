@@ -163,21 +163,24 @@ def seed(database_url, total):
 
 
 class Server:
-    """gunicorn with the benchmark's settings."""
+    """gunicorn with the benchmark's settings, or with `shipped=True` the production
+    gunicorn.conf.py and its defaults (GUNICORN_BIND set to `port`); its log (stderr)
+    to the file `log` if given."""
 
-    def __init__(self, app, port, env):
+    def __init__(self, app, port, env, shipped=False, log=None):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 sys.exit(f"port {port} is taken: is another benchmark running?")
-        self.proc = subprocess.Popen(
-            [BIN / "gunicorn", *GUNICORN, "--bind", f"127.0.0.1:{port}", app],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        command = [BIN / "gunicorn", *GUNICORN, "--bind", f"127.0.0.1:{port}", app]
+        if shipped:
+            command = [BIN / "gunicorn", "-c", "gunicorn.conf.py", app]
+            env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
+        with open(log, "w") if log else contextlib.nullcontext(subprocess.DEVNULL) as stderr:
+            self.proc = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr
+            )
         try:
             wait_until_up(f"http://127.0.0.1:{port}/", self.proc)
         except BaseException:
@@ -224,41 +227,60 @@ def to_ms(value):
 
 
 def wrk(server, path, args, env, script=None):
-    """Run wrk against `server` (anything with .port and .connection_split()).
+    """Run wrk against `server` (anything with .port and .connection_split())."""
+    return wrk_together([server], path, args, env, script)[0]
+
+
+def wrk_together(servers, path, args, env, script=None, threads=2, attempts=10):
+    """Run one wrk per server, all at once, `args.connections` connections each; the
+    result of each.
 
     wrk opens its keep-alive connections at the start, and gunicorn's workers race to
-    accept them: a 16/0 split halves throughput. So the split is sampled after a
-    second, and an unbalanced run is stopped and started again (up to 10 times).
+    accept them: a 16/0 split halves throughput. So the splits are sampled after a
+    second, and a run with any server unbalanced is stopped and started again (up to
+    `attempts` times).
     """
-    command = [
-        "wrk",
-        "-t",
-        "2",
-        "-c",
-        str(args.connections),
-        "-d",
-        f"{args.duration}s",
-        "--latency",
-    ]
+    command = ["wrk", "-t", str(threads), "-c", str(args.connections)]
+    command += ["-d", f"{args.duration}s", "--latency"]
     if script:
         command += ["-s", str(LUA / script)]
     else:
         command += ["-H", f"Authorization: Token {env['BENCH_TOKEN']}"]
-    command.append(f"http://127.0.0.1:{server.port}{path}")
-    for attempt in range(10):
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    for attempt in range(attempts):
+        procs = [
+            subprocess.Popen(
+                [*command, f"http://127.0.0.1:{server.port}{path}"],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for server in servers
+        ]
         time.sleep(1)
-        split = server.connection_split()
-        if split[-1] * 3 >= split[0] or attempt == 9:
+        with ThreadPoolExecutor(len(servers)) as pool:  # (ss takes a second on a busy machine)
+            splits = list(pool.map(lambda server: server.connection_split(), servers))
+        if all(split[-1] * 3 >= split[0] for split in splits) or attempt == attempts - 1:
             break
-        proc.terminate()
-        proc.wait()
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
         time.sleep(2)  # let the workers finish the stopped run's requests first
-    output, _ = proc.communicate()
-    if proc.returncode:
-        raise RuntimeError(f"wrk failed: {output}")
+    results = []
+    for proc, split in zip(procs, splits, strict=True):
+        output, _ = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"wrk failed: {output}")
+        results.append(wrk_figures(output, split))
+    return results
+
+
+def wrk_figures(output, split):
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = int(non_2xx.group(1)) if non_2xx else 0
+    # requests never answered (wrk's timeout is 2 s), connections refused or cut
+    broken = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
     requests_sent = int(re.search(r"(\d+) requests in", output).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     return {
@@ -268,6 +290,7 @@ def wrk(server, path, args, env, script=None):
         "p50": to_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)),
         "p99": to_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)),
         "errors": errors,
+        "socket_errors": sum(int(n) for n in broken.groups()) if broken else 0,
         "split": split,
     }
 

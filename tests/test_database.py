@@ -1,5 +1,6 @@
 """database.py's door: statements sent to the driver keep SQLAlchemy's types and errors."""
 
+import os
 import threading
 from datetime import UTC, datetime
 
@@ -73,6 +74,40 @@ def test_a_connection_lost_mid_request_is_a_503_error_and_the_next_statement_rec
         assert lost.value.connection_invalidated
         assert database.first(pid)["pid"] != first_pid
         database.release()
+
+
+@pytest.fixture
+def read_only_url(database_url):
+    """The test database as a role of its own whose transactions there are read-only,
+    as on a standby; the role is dropped after."""
+    admin = make_url(database_url).set(drivername="postgresql")
+    admin_url = admin.render_as_string(hide_password=False)
+    role = f"applications_read_only_{os.getpid()}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')
+        conn.execute(
+            f'ALTER ROLE "{role}" IN DATABASE "{admin.database}" '
+            "SET default_transaction_read_only = on"
+        )
+    yield admin.set(username=role).render_as_string(hide_password=False)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (role,)
+        )
+        conn.execute(f'DROP ROLE "{role}"')
+
+
+@postgresql_only
+@own_sessions_only  # (the pooler knows the service's role alone)
+def test_a_write_refused_by_a_read_only_transaction_is_a_503(read_only_url, make_app, staff):
+    """What a connection that landed on a standby answers a write: the database is
+    unavailable for now, a JSON 503, not the service's 500. Reads go on."""
+    client = make_app(read_only_url).test_client()
+    body = {"name": "Shop front", "application_type": "extension"}
+    refused = client.post("/api/v1/applications/", json=body, headers=staff)
+    assert refused.status_code == 503, refused.json
+    assert refused.json["message"] == "The database is unavailable; try again shortly."
+    assert client.get("/api/v1/applications/", headers=staff).status_code == 200
 
 
 def test_a_write_whose_last_statement_fails_leaves_nothing_written(app):

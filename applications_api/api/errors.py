@@ -9,13 +9,21 @@ from typing import Any
 import marshmallow as ma
 from flask import Flask, Response, jsonify, request
 from flask_smorest import Api as BaseApi
-from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from .urls import API_PREFIX
 
 log = logging.getLogger(__name__)
+
+READ_ONLY_SQL_TRANSACTION = "25006"  # PostgreSQL's SQLSTATE (psycopg's ReadOnlySqlTransaction)
 
 
 class ErrorSchema(ma.Schema):
@@ -114,10 +122,18 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(InterfaceError)
     @app.errorhandler(PoolTimeoutError)
     def database_unavailable(
-        error: OperationalError | InterfaceError | PoolTimeoutError,
+        error: OperationalError | InterfaceError | PoolTimeoutError | InternalError,
     ) -> Response:
         log.error("database unavailable: %s", error)
         return error_response(503, "The database is unavailable; try again shortly.")
+
+    @app.errorhandler(InternalError)
+    def database_internal_error(error: InternalError) -> Response:
+        # A read-only transaction (a standby met during a failover) refuses writes until
+        # a connection reaches the primary again: unavailable for now, not our failure.
+        if getattr(error.orig, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:
+            return database_unavailable(error)
+        return unexpected_error(error)
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> Response:
