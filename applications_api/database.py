@@ -32,6 +32,8 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from .settings import Settings, libpq_url
 
+READ_ONLY_SQL_TRANSACTION = "25006"  # PostgreSQL's SQLSTATE (psycopg's ReadOnlySqlTransaction)
+
 log = logging.getLogger(__name__)
 
 # Objects keep their values after commit (the CLI commands' ORM sessions).
@@ -370,6 +372,13 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
         tuple(column.key for column in columns),
         tuple(loaders),
     )
+
+
+def refuses_writes(error: BaseException) -> bool:
+    """Whether the database refused a write because its transaction is read-only: a
+    standby met during a failover, until a connection reaches the primary again."""
+    orig = getattr(error, "orig", error)
+    return getattr(orig, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -19,11 +19,10 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
+from .. import database
 from .urls import API_PREFIX
 
 log = logging.getLogger(__name__)
-
-READ_ONLY_SQL_TRANSACTION = "25006"  # PostgreSQL's SQLSTATE (psycopg's ReadOnlySqlTransaction)
 
 
 class ErrorSchema(ma.Schema):
@@ -125,13 +124,15 @@ def register_error_handlers(app: Flask) -> None:
         error: OperationalError | InterfaceError | PoolTimeoutError | InternalError,
     ) -> Response:
         log.error("database unavailable: %s", error)
-        return error_response(503, "The database is unavailable; try again shortly.")
+        response = error_response(503, "The database is unavailable; try again shortly.")
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(InternalError)
     def database_internal_error(error: InternalError) -> Response:
         # A read-only transaction (a standby met during a failover) refuses writes until
         # a connection reaches the primary again: unavailable for now, not our failure.
-        if getattr(error.orig, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:
+        if database.refuses_writes(error):
             return database_unavailable(error)
         return unexpected_error(error)
 

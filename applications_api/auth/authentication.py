@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from flask import Flask, g, request
 from sqlalchemy import bindparam, or_, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InternalError, OperationalError
 from webargs.flaskparser import abort
 
 from .. import database
@@ -132,7 +132,10 @@ def _touch(digest: str) -> None:
                 },
                 last=True,
             )
-    except OperationalError as error:  # a busy SQLite file, say: the next minute will do
+    except (OperationalError, InternalError) as error:
+        # A busy SQLite file, or a standby's read-only transaction: the next minute will do.
+        if isinstance(error, InternalError) and not database.refuses_writes(error):
+            raise
         log.info("token last_used not updated: %s", error)
 
 

@@ -121,3 +121,19 @@ def test_the_front_doors_point_at_the_docs(client, path):
     assert response.json["openapi"] == "/api/v1/openapi.json"
     assert client.get(response.json["openapi"]).status_code == 200
     assert client.get(response.json["documentation"]).status_code == 200
+
+
+def test_an_unreachable_database_is_a_json_503_with_retry_after(make_app):
+    """Any request that needs the database while it cannot be reached: the service is
+    unavailable for now (RFC 9110 §15.6.4), and says when to try again."""
+    app = make_app("postgresql://postgres@127.0.0.1:1/nothing")
+    response = app.test_client().get(
+        "/api/v1/applications/", headers={"Authorization": "Token " + "k" * 40}
+    )
+    assert response.status_code == 503
+    assert response.json == {
+        "code": 503,
+        "status": "Service Unavailable",
+        "message": "The database is unavailable; try again shortly.",
+    }
+    assert response.headers["Retry-After"] == "1"
