@@ -435,13 +435,10 @@ def proxy_scenarios(args, env, api, floor, report):
         )
         proxy = f"/api/v1/app_proxy/{app_id}"
         report.add("direct: 1 KiB GET (nginx)", wrk(Direct(8107), "/1k.bin", args, env))
-        embedded = wrk(api, f"{proxy}/1k.bin", args, env)
-        behind_nginx = wrk(Direct(8105), f"{proxy}/1k.bin", args, env)
-        floor_proxy = wrk(floor, f"{proxy}/1k.bin", args, env)
-        report.add("embedded proxy: 1 KiB GET", embedded)
-        report.add("nginx proxy: 1 KiB GET", behind_nginx)
-        report.floor("embedded proxy: 1 KiB GET", floor_proxy)
-        report.floor("nginx proxy: 1 KiB GET", floor_proxy)
+        # Each transfer in turn with the floor's own forwarding of the same GET (the
+        # minimal raw-WSGI proxy), round by round, as the API scenarios are.
+        for name, server in (("embedded proxy", api), ("nginx proxy", Direct(8105))):
+            paired(report, f"{name}: 1 KiB GET", server, floor, f"{proxy}/1k.bin", args, env, None)
         https_scenarios(args, env, decider, report)
         rates = median_rates(
             {
