@@ -13,6 +13,10 @@ machinery (execution context, result metadata, row objects) cost as much client 
 the driver itself, for nothing a request needs. Rows come back as plain dicts. Driver
 errors become SQLAlchemy's exceptions (api/errors.py maps them to 4xx/503), and a connection
 the driver reports lost is invalidated, so the pool never hands it out again.
+
+It stays one module, above the size of the others: it is that single door, and its parts
+(the connection a request holds, the transaction on it, the compiled statements, the
+driver's errors) each assume the others' invariants.
 """
 
 import logging
