@@ -7,7 +7,7 @@ Creates a fresh database, migrates and seeds it (bench/run.py's helpers), then s
 two sets of `--servers` gunicorn servers, each with the shipped gunicorn.conf.py and its
 defaults (2 workers x 8 threads):
 
-- pooled: DATABASE_URL through Debian's PgBouncer (tests/support/pgbouncer.py: pool_mode
+- pooled: DATABASE_URL through Debian's PgBouncer (harness/pgbouncer.py: pool_mode
   transaction, its usual settings, default_pool_size `--pool-size`), DATABASE_LISTEN_URL
   straight to PostgreSQL, as docs/deployment.md tells a deployment behind a pooler;
 - direct: DATABASE_URL straight to PostgreSQL.
@@ -35,8 +35,8 @@ from pathlib import Path
 import psycopg
 
 from bench.run import Server, flask, median, recreate_database, seed, wrk_together
-from tests.support.clusters import VERSION, Cluster
-from tests.support.pgbouncer import PgBouncer
+from harness.clusters import VERSION, Cluster
+from harness.pgbouncer import PgBouncer
 
 SCENARIOS = [("retrieve", "retrieve.lua"), ("create", "create.lua")]
 ROWS = 2000

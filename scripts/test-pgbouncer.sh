@@ -11,4 +11,4 @@ scripts/ensure-postgres.sh >/dev/null
 database="applications_pgbouncer_$$"
 psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $database"
 trap 'psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $database WITH (FORCE)"' EXIT
-.venv/bin/python -m tests.support.pgbouncer "$database" scripts/test.sh "$@"
+.venv/bin/python -m harness.pgbouncer "$database" scripts/test.sh "$@"

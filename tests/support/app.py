@@ -14,7 +14,7 @@ from applications_api.database import db
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 # Behind a transaction pooler the change feed listens straight to PostgreSQL
-# (tests/support/pgbouncer.py).
+# (harness/pgbouncer.py).
 DATABASE_LISTEN_URL = os.environ.get("DATABASE_LISTEN_URL", "")
 BEHIND_A_POOLER = bool(DATABASE_LISTEN_URL)
 ON_POSTGRESQL = DATABASE_URL.startswith(("postgres://", "postgresql"))

@@ -19,6 +19,7 @@ import requests
 
 from applications_api import create_app
 from applications_api.auth.tokens import issue_token
+from harness.clusters import primary_and_standby
 from tests.support.app import (
     BEHIND_A_POOLER,
     auth_header,
@@ -27,7 +28,6 @@ from tests.support.app import (
     make_env,
     postgresql_only,
 )
-from tests.support.clusters import primary_and_standby
 from tests.support.live_server import LiveServer
 
 pytestmark = [

@@ -12,8 +12,8 @@ import pytest
 
 from applications_api import create_app
 from applications_api.settings import SettingsError
+from harness.pgbouncer import PgBouncer
 from tests.support.app import caches_trusted, direct_url, dispose, make_env, postgresql_only
-from tests.support.pgbouncer import PgBouncer
 
 pytestmark = postgresql_only
 

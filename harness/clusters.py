@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.support.pgbouncer import free_port
+from harness.servers import free_port
 
 VERSION = "15"
 REFUSE = "host all all 127.0.0.1/32 reject"

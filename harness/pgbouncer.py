@@ -12,12 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.servers import free_port
+
 PGBOUNCER = "/usr/sbin/pgbouncer"
-
-
-def free_port():
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return probe.getsockname()[1]
 
 
 class PgBouncer:
@@ -86,7 +83,7 @@ class PgBouncer:
 
 
 def main():
-    """`python -m tests.support.pgbouncer DATABASE COMMAND...`: COMMAND runs with
+    """`python -m harness.pgbouncer DATABASE COMMAND...`: COMMAND runs with
     DATABASE_URL through a transaction-pooling PgBouncer and DATABASE_LISTEN_URL straight
     to PostgreSQL, as docs/deployment.md tells a deployment behind one."""
     database, *command = sys.argv[1:]
