@@ -10,10 +10,16 @@ stays off unless asked for.
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 from gunicorn import util
+
+if TYPE_CHECKING:  # (gunicorn ships no type information: these are Any to mypy)
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # (from any directory)
 from applications_api.settings import SettingsError, load_settings  # noqa: E402
@@ -50,18 +56,18 @@ limit_request_fields = 128
 # client's X-Forwarded-Proto/-Ssl/-Protocol (nor answers "contradictory" ones with an
 # HTML 400) nor takes SCRIPT_NAME or PATH_INFO from headers.
 forwarded_allow_ips = ""
-secure_scheme_headers = {}
+secure_scheme_headers: dict[str, str] = {}
 
 # prometheus-client reads this when first imported, so it is set before the app loads.
 # A fresh directory per start (stale files of dead workers would skew the sums), removed
 # when gunicorn exits.
-_metrics_dir = None
+_metrics_dir: str | None = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _metrics_dir = tempfile.mkdtemp(prefix="applications-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
-def _json_error(sock, status_int, reason, mesg):
+def _json_error(sock: socket.socket, status_int: int, reason: str, mesg: str | None) -> None:
     """gunicorn's own refusals (a malformed request, a head too large, an answer it cannot
     send) in the service's JSON error shape, where gunicorn writes an HTML page."""
     body = json.dumps({"code": status_int, "status": reason, "message": mesg or reason}) + "\n"
@@ -75,19 +81,19 @@ def _json_error(sock, status_int, reason, mesg):
 util.write_error = _json_error
 
 
-def on_starting(server):
+def on_starting(server: "Arbiter") -> None:
     if not settings.proxy_signing_key:
         server.log.warning(
             "APP_PROXY_SIGNING_KEY is not set: app_proxy's identity signature proves nothing"
         )
 
 
-def on_exit(server):
+def on_exit(server: "Arbiter") -> None:
     if _metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
-def child_exit(server, worker):
+def child_exit(server: "Arbiter", worker: "Worker") -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)

@@ -16,11 +16,12 @@ import io
 import json
 import os
 import random
-import re
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from bench.run import BIN, FILTERED, ROOT, flask, recreate_database, seed
+from bench.run import BIN, FILTERED, ROOT, flask, found, recreate_database, seed
 
 SCENARIOS = ("retrieve", "list", "filtered", "patch", "create")
 WARM, MEASURED = 30, 100
@@ -50,16 +51,19 @@ def child(target, scenario, count):
     """Answer `count` requests of `scenario` with `target` (api or floor), in-process."""
     from werkzeug.test import EnvironBuilder
 
+    app: Callable[..., Any]
     if target == "api":
         import logging
 
         from wsgi import app
 
-        logging.getLogger("applications_api").handlers[0].stream = open(os.devnull, "w")
+        handler = logging.getLogger("applications_api").handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        handler.stream = open(os.devnull, "w")
     else:
         from bench.floor import app
     rng = random.Random(1)
-    headers = {"Authorization": f"Token {os.environ['BENCH_TOKEN']}"}
+    headers = [("Authorization", f"Token {os.environ['BENCH_TOKEN']}")]
     for _ in range(count):
         method, path, body = requests_for(scenario, rng)
         data = json.dumps(body).encode() if body is not None else b""
@@ -93,7 +97,7 @@ def instructions(env, target, scenario, count):
         text=True,
         check=True,
     )
-    return int(re.search(r"Collected : (\d+)", result.stderr).group(1))
+    return int(found(r"Collected : (\d+)", result.stderr).group(1))
 
 
 def main():

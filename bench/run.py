@@ -138,7 +138,7 @@ def seed(database_url, total):
     """Insert applications until there are `total`, with names from a fixed vocabulary."""
     url = database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url) as conn:
-        have = conn.execute("SELECT count(*) FROM applications").fetchone()[0]
+        (have,) = conn.execute("SELECT count(*) FROM applications").fetchone() or (0,)
         rng = random.Random(have)
         rows = []
         for n in range(have, total):
@@ -206,9 +206,17 @@ class Server:
         self.proc.wait(timeout=30)
 
 
+def found(pattern, text, flags=0):
+    """re.search's match, failing with the text it looked in."""
+    match = re.search(pattern, text, flags)
+    if match is None:
+        raise RuntimeError(f"no {pattern!r} in: {text[-2000:]}")
+    return match
+
+
 def rss_kib(pid):
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
+    return int(found(r"VmRSS:\s+(\d+) kB", status).group(1))
 
 
 class Direct:
@@ -222,7 +230,9 @@ class Direct:
 
 
 def to_ms(value):
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()
+    parsed = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    assert parsed, value
+    number, unit = parsed.groups()
     return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
@@ -281,14 +291,14 @@ def wrk_figures(output, split):
     broken = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
-    requests_sent = int(re.search(r"(\d+) requests in", output).group(1))
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    requests_sent = int(found(r"(\d+) requests in", output).group(1))
+    rps = float(found(r"Requests/sec:\s+([\d.]+)", output).group(1))
     return {
         # answered, not refused: an error answer is a failure, not throughput
         "rps": rps * (requests_sent - errors) / max(requests_sent, 1),
         "requests": requests_sent,
-        "p50": to_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1)),
-        "p99": to_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1)),
+        "p50": to_ms(found(r"^\s+50%\s+(\S+)", output, re.M).group(1)),
+        "p99": to_ms(found(r"^\s+99%\s+(\S+)", output, re.M).group(1)),
         "errors": errors,
         "socket_errors": sum(int(n) for n in broken.groups()) if broken else 0,
         "split": split,

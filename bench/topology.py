@@ -31,6 +31,7 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -159,7 +160,7 @@ def start_servers(count, env, folder, name, shipped=True):
     with ThreadPoolExecutor(count) as pool:
         futures = [pool.submit(start, n) for n in range(count)]
     started = [future.result() for future in futures if not future.exception()]
-    failed = [future.exception() for future in futures if future.exception()]
+    failed = [error for future in futures if (error := future.exception()) is not None]
     if failed:
         for server in started:
             server.stop()
@@ -249,7 +250,7 @@ def splits(run):
 
 def run_scenarios(args, env, sets, backends):
     """(scenario, path) -> its runs, a warm-up of each path first (counted for errors)."""
-    results = {}
+    results: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for scenario, script in SCENARIOS:
         backends.label = scenario
         for round_number in range(-1, args.rounds):

@@ -102,4 +102,6 @@ def accepted_connections(server, ca):
     """Connections the https `server` (static_nginx) accepted so far, this one's among
     them; `ca` signed its certificate."""
     status = requests.get(f"{server.url}/status", verify=str(ca), timeout=10).text
-    return int(re.search(r"\n\s*(\d+) \d+ \d+", status).group(1))
+    accepted = re.search(r"\n\s*(\d+) \d+ \d+", status)
+    assert accepted, status
+    return int(accepted.group(1))

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import requests
@@ -57,7 +58,7 @@ class Attack:
                 f"Host: {host}\r\n{auth}\r\n"
             ).encode(),
         }
-        self.sockets = []  # [kind, socket, received bytes, open, head bytes sent]
+        self.sockets: list[list[Any]] = []  # [kind, socket, received bytes, open, head bytes sent]
         for kind, count in (
             ("upload", ATTACKERS),
             ("download", ATTACKERS),
@@ -106,6 +107,7 @@ class Attack:
 
     def statuses(self):
         """kind → Counter of the status each connection was answered with (None: none)."""
+        answered: collections.defaultdict[str, collections.Counter[int | None]]
         answered = collections.defaultdict(collections.Counter)
         for kind, _, received, _, _ in self.sockets:
             status = int(received.split(b" ", 2)[1]) if received.startswith(b"HTTP/") else None
@@ -174,7 +176,7 @@ def proxied_apps(stack, staff, upstream):
 @pytest.fixture
 def attacked(upstream):
     upstream.answer = answer
-    attacks = []
+    attacks: list[Attack] = []
     yield attacks
     for attack in attacks:
         attack.stop()
@@ -224,7 +226,7 @@ def test_on_gunicorn_alone_the_bulkhead_refuses_what_is_over_its_share(
 def test_idle_gaps_near_gunicorns_keep_alive_never_give_a_502(stack, staff):
     """nginx lets its idle upstream connections go before gunicorn closes them, so no
     request is ever sent on a connection gunicorn is closing."""
-    statuses = collections.Counter()
+    statuses: collections.Counter[int] = collections.Counter()
     body = {"name": "E2E burst", "application_type": "commerce"}
 
     def post(_):

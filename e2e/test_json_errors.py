@@ -12,7 +12,7 @@ from harness.servers import Nginx, deployed_site, free_port
 from tests.support.tcp_tools import BlackHole
 
 
-def raw(url, data):
+def raw(url, data) -> tuple[int, dict[str, str], bytes]:
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(data)

@@ -16,6 +16,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
     reason="Chromium is missing: apt-get install chromium (scripts/e2e.sh installs it)",
 )
 def test_swagger_ui_lists_the_operations(stack):
+    assert CHROMIUM  # (skipped otherwise)
     with tempfile.TemporaryDirectory() as profile:
         dom = subprocess.run(
             [
@@ -67,6 +68,7 @@ def browser(tmp_path):
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
+    assert CHROMIUM  # (its tests are skipped otherwise)
     options.binary_location = CHROMIUM
     for argument in (
         "--headless=new",
@@ -79,6 +81,14 @@ def browser(tmp_path):
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     yield driver
     driver.quit()
+
+
+def shown_in(block, selector):
+    """A wait condition: the elements of `block` matching the CSS `selector` (none yet:
+    keep waiting)."""
+    from selenium.webdriver.common.by import By
+
+    return lambda _driver: block.find_elements(By.CSS_SELECTOR, selector)
 
 
 ARTEFACTS = Path(__file__).resolve().parent.parent / "e2e-artefacts"  # (git-ignored)
@@ -109,18 +119,12 @@ def test_try_it_out_with_the_prefilled_values(stack, staff, browser):
             block = browser.find_element(By.CSS_SELECTOR, f"[id$='-{operation_id}']")
             browser.execute_script("arguments[0].scrollIntoView()", block)
             block.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
-            wait.until(
-                lambda _, block=block: block.find_elements(By.CSS_SELECTOR, "button.try-out__btn")
-            )
+            wait.until(shown_in(block, "button.try-out__btn"))
             block.find_element(By.CSS_SELECTOR, "button.try-out__btn").click()
-            wait.until(
-                lambda _, block=block: block.find_elements(By.CSS_SELECTOR, "button.execute")
-            )
+            wait.until(shown_in(block, "button.execute"))
             block.find_element(By.CSS_SELECTOR, "button.execute").click()
             answered = wait.until(
-                lambda _, block=block: block.find_elements(
-                    By.CSS_SELECTOR, ".live-responses-table tr.response .response-col_status"
-                )
+                shown_in(block, ".live-responses-table tr.response .response-col_status")
             )
             assert answered[0].text.strip() == str(status), (operation_id, block.text[-2000:])
     except BaseException:  # keep what the page showed

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import requests
@@ -35,10 +36,12 @@ http {{
 """
 
 
-def wait_until_up(url, process, log=None):
+def wait_until_up(
+    url: str, process: subprocess.Popen[bytes], log: str | Path | None = None
+) -> None:
     """Return once `url` answers; fail early, with the log's tail, if `process` exits."""
 
-    def tail():
+    def tail() -> str:
         return Path(log).read_text()[-2000:] if log and Path(log).exists() else ""
 
     for _ in range(150):
@@ -56,26 +59,29 @@ class Nginx:
     """nginx on 127.0.0.1:`port` serving one site: `site` holds the http-level
     directives and server block, with `{prefix}` standing for nginx's directory."""
 
-    def __init__(self, site, port, ready_path="/", prefix=None):
+    def __init__(
+        self, site: str, port: int, ready_path: str = "/", prefix: str | Path | None = None
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.prefix = Path(prefix or tempfile.mkdtemp(prefix="nginx-"))
         os.chmod(self.prefix, 0o755)  # nginx's workers run as another user
         (self.prefix / "site.conf").write_text(site.replace("{prefix}", str(self.prefix)))
         (self.prefix / "nginx.conf").write_text(NGINX_MAIN.format(prefix=self.prefix))
+        nginx = shutil.which("nginx") or "nginx"  # (if missing, Popen says so by name)
         self.process = subprocess.Popen(
-            [shutil.which("nginx"), "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf")],
+            [nginx, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         wait_until_up(self.url + ready_path, self.process, self.prefix / "error.log")
 
-    def stop(self):
+    def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
         shutil.rmtree(self.prefix, ignore_errors=True)
 
 
-def up_to(limit):
+def up_to(limit: int) -> str:
     """A regular expression matching the decimal numbers 1 to `limit`, written plainly
     (no leading zeros): deploy/nginx.conf's for APP_PROXY_DIGEST_MAX_BYTES."""
     digits = str(limit)
@@ -95,7 +101,9 @@ def up_to(limit):
 BUFFERED_BODY = '"~^:(?:{})$" 1;'  # deploy/nginx.conf's $app_proxy_buffered
 
 
-def deployed_site(nginx_port, app_port, digest_max_bytes=1024 * 1024, **directives):
+def deployed_site(
+    nginx_port: int, app_port: int, digest_max_bytes: int = 1024 * 1024, **directives: object
+) -> str:
     """deploy/nginx.conf listening on `nginx_port`, in front of the app on `app_port`,
     reading first the bodies up to `digest_max_bytes` (APP_PROXY_DIGEST_MAX_BYTES);
     each keyword replaces that directive's value wherever it stands
@@ -112,7 +120,7 @@ def deployed_site(nginx_port, app_port, digest_max_bytes=1024 * 1024, **directiv
     return site
 
 
-def free_port():
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -122,7 +130,7 @@ class Gunicorn:
     """gunicorn -c gunicorn.conf.py wsgi:app on a free loopback port, logging to a file
     in `directory`; `env` is the whole environment."""
 
-    def __init__(self, directory, env):
+    def __init__(self, directory: str | Path, env: Mapping[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(directory) / f"gunicorn-{self.port}.log"
@@ -137,7 +145,7 @@ class Gunicorn:
         )
         wait_until_up(self.url + "/api/v1/healthcheck/", self.process, self.log)
 
-    def stop(self):
+    def stop(self) -> None:
         self.process.terminate()
         try:
             self.process.wait(timeout=30)
@@ -145,7 +153,9 @@ class Gunicorn:
             self.process.kill()
 
 
-def register_backend(service_url, headers, web_url, name="Backend"):
+def register_backend(
+    service_url: str, headers: Mapping[str, str], web_url: str, name: str = "Backend"
+) -> int:
     """Register an application whose backend is `web_url`, through the running service
     at `service_url`, and return its id."""
     response = requests.post(

@@ -7,11 +7,11 @@ from pathlib import Path
 KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
 
-def _openssl(folder, *args):
+def _openssl(folder: str | Path, *args: str) -> None:
     subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
 
 
-def throwaway_ca(folder):
+def throwaway_ca(folder: str | Path) -> Path:
     """ca.pem (and ca.key) in `folder`, valid for a day; returns ca.pem's path."""
     _openssl(
         folder, "req", "-x509", *KEY, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
@@ -20,7 +20,7 @@ def throwaway_ca(folder):
     return Path(folder) / "ca.pem"
 
 
-def server_certificate(folder, stem, *names):
+def server_certificate(folder: str | Path, stem: str, *names: str) -> tuple[Path, Path]:
     """`stem`.pem and `stem`.key, signed by the CA in `folder`, for `names`
     (subjectAltName entries: "DNS:localhost", "IP:127.0.0.1")."""
     _openssl(

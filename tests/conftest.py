@@ -118,7 +118,7 @@ def count_statements():
 
     class Counter:
         def __enter__(self):
-            self.statements = []
+            self.statements: list[str] = []
             self.send = send = database._execute
 
             def recording(sql, *args, **kwargs):

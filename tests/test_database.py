@@ -22,6 +22,7 @@ def test_rows_come_back_with_the_columns_types(app, create):
     created = create(config={"web_url": "https://a.example/"}, is_visible=True)
     with app.app_context():
         row = database.first(APPLICATION_BY_ID, {"app_id": created["id"]})
+    assert row is not None
     assert row["config"] == {"web_url": "https://a.example/", "visible_type": "empty"}
     assert row["is_visible"] is True
     assert isinstance(row["created_date"], datetime)
@@ -60,7 +61,9 @@ def test_a_connection_lost_mid_request_is_a_503_error_and_the_next_statement_rec
     pid = select(database.db.func.pg_backend_pid().label("pid"))
     admin_url = make_url(database_url).set(drivername="postgresql")
     with app.app_context():
-        first_pid = database.first(pid)["pid"]  # checked out, held by this "request"
+        first = database.first(pid)  # checked out, held by this "request"
+        assert first is not None
+        first_pid = first["pid"]
         with psycopg.connect(
             admin_url.render_as_string(hide_password=False), autocommit=True
         ) as admin:
@@ -72,7 +75,8 @@ def test_a_connection_lost_mid_request_is_a_503_error_and_the_next_statement_rec
             else:
                 database.first(pid)
         assert lost.value.connection_invalidated
-        assert database.first(pid)["pid"] != first_pid
+        again = database.first(pid)
+        assert again is not None and again["pid"] != first_pid
         database.release()
 
 

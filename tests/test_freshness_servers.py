@@ -18,7 +18,7 @@ import requests
 from applications_api.app_proxy import signing
 from applications_api.auth.tokens import issue_token
 from harness.servers import ROOT, Gunicorn, register_backend
-from tests.support.app import ON_POSTGRESQL, SIGNING_KEY, make_env, postgresql_only
+from tests.support.app import ON_POSTGRESQL, SIGNING_KEY, make_env, postgresql_only, scalar
 from tests.support.backend_verifier import user_at
 
 WITHIN = 0.1
@@ -81,9 +81,9 @@ def plain_sql(database_url, statement):
         with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
             conn.execute(statement)
     else:
-        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
-            conn.execute(statement)
-        conn.close()
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as lite:
+            lite.execute(statement)
+        lite.close()  # (sqlite3's with commits; it does not close)
 
 
 def change(how, env, database_url, command, statement):
@@ -200,21 +200,25 @@ def test_a_worker_that_lost_its_listener_stops_trusting_its_cache(
     prime(other, LIST, headers, 200)
     admin = database_url.replace("+psycopg", "")
     with psycopg.connect(admin, autocommit=True) as conn:
-        killed = conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE application_name = 'applications_api change feed' AND datname = "
-            "current_database()"
-        ).fetchone()[0]
+        killed = scalar(
+            conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'applications_api change feed' AND datname = "
+                "current_database()"
+            )
+        )
         assert killed >= 2  # the listeners of both servers' workers, at least
         conn.execute("UPDATE users SET is_active = false")  # nobody is listening now
     honoured(other, LIST, headers, 401)
     with psycopg.connect(admin, autocommit=True) as conn:  # and once they are back
         deadline = time.monotonic() + 10
         while (
-            conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                "'applications_api change feed' AND datname = current_database()"
-            ).fetchone()[0]
+            scalar(
+                conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                    "'applications_api change feed' AND datname = current_database()"
+                )
+            )
             < killed
         ):
             assert time.monotonic() < deadline

@@ -89,7 +89,7 @@ def schema(app):
             return {
                 table: (
                     sorted(column["name"] for column in inspector.get_columns(table)),
-                    sorted(index["name"] for index in inspector.get_indexes(table)),
+                    sorted(index["name"] or "" for index in inspector.get_indexes(table)),
                 )
                 for table in inspector.get_table_names()
             }

@@ -29,7 +29,7 @@ TRIGGERS = {
 }
 
 
-def upgrade():
+def upgrade() -> None:
     with op.batch_alter_table("tokens") as batch:
         batch.add_column(sa.Column("prefix", sa.String(8), nullable=True))
         batch.add_column(sa.Column("last_used", sa.DateTime(timezone=True), nullable=True))
@@ -51,7 +51,7 @@ def upgrade():
         )
 
 
-def downgrade():
+def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for table in TRIGGERS:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_notify_change ON {table}")

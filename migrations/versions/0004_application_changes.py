@@ -14,7 +14,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     op.create_table(
         "application_changes",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -38,5 +38,5 @@ def upgrade():
     op.create_index("ix_application_changes_created_date", "application_changes", ["created_date"])
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_table("application_changes")

@@ -19,7 +19,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     op.create_table(
         "signing_keys",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -47,5 +47,5 @@ def upgrade():
         )
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_table("signing_keys")  # (its trigger goes with it)

@@ -50,6 +50,7 @@ def generated(app, tmp_path_factory):
     spec = importlib.util.spec_from_file_location(
         "applications_client", package / "__init__.py", submodule_search_locations=[str(package)]
     )
+    assert spec and spec.loader, package
     client = sys.modules["applications_client"] = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(client)

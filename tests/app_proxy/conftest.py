@@ -5,6 +5,7 @@ and "nginx" (deploy/nginx.conf in front of the app with APP_PROXY_TRANSFER=nginx
 import json
 import shutil
 from contextlib import ExitStack
+from typing import Any
 
 import pytest
 import requests
@@ -81,7 +82,7 @@ class Proxy:
             self._url = live.url
             if self.via == "nginx":
                 port = free_port()
-                overrides = {
+                overrides: dict[str, Any] = {
                     directive: f"{round(float(self.settings[name]) * 1000)}ms"
                     for name, directive in NGINX_DIRECTIVES.items()
                     if name in self.settings

@@ -205,6 +205,8 @@ def test_a_slow_upload_is_cut_and_frees_its_slot(
 def test_no_database_connection_is_held_while_a_backend_stalls(
     proxy_with, reader, proxied, upstream, caches
 ):
+    from sqlalchemy.pool import QueuePool
+
     from applications_api.database import db
 
     stalled = proxy_with(AUTH_CACHE_SECONDS=caches, APP_PROXY_CACHE_SECONDS=caches)
@@ -227,7 +229,9 @@ def test_no_database_connection_is_held_while_a_backend_stalls(
         while len(upstream.received) == calls and time.monotonic() < deadline:
             time.sleep(0.01)
         with stalled.app.app_context():
-            assert db.engine.pool.checkedout() == 0
+            pool = db.engine.pool
+            assert isinstance(pool, QueuePool)  # (pool_size: database.engine_options)
+            assert pool.checkedout() == 0
     finally:
         release.set()
         caller.join(10)

@@ -81,17 +81,15 @@ def test_a_rotation_before_during_and_after_its_grace_period(
     proxy = proxy_with(APP_PROXY_SIGNING_ALGORITHM=algorithm)
     app_id = create(is_proxy_available=True, config={"web_url": f"{upstream.url}/base/"})["id"]
     first, second = f"application-{app_id}", f"application-{app_id}.v2"
+    kids = {1: first, 2: second}
 
     def knows(version):
         if algorithm == signing.HMAC_SHA256:
             return hmac_trusted(app_id, version)
         return Trusted(
-            jwks={
-                "keys": [k for k in jwks(proxy, app_id)["keys"] if k["kid"] == knows.kids[version]]
-            }
+            jwks={"keys": [k for k in jwks(proxy, app_id)["keys"] if k["kid"] == kids[version]]}
         )
 
-    knows.kids = {1: first, 2: second}
     received = forwarded(proxy, reader, upstream, app_id)  # (records the first key)
     assert keyids(received) == [first]
     old = knows(1)

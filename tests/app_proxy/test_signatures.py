@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import re
 import time
+from typing import Any
 
 import pytest
 
@@ -138,6 +139,12 @@ def test_a_signature_captured_at_one_application_fails_at_another(
         other_backend.close()
 
 
+def nonce_of(received):
+    found = re.search(r'nonce="([^"]+)"', received.headers["Signature-Input"])
+    assert found, received.headers["Signature-Input"]
+    return found.group(1)
+
+
 def test_a_captured_request_verifies_once_with_a_seen_set(
     proxy, reader, proxied, upstream, verifiers
 ):
@@ -148,10 +155,7 @@ def test_a_captured_request_verifies_once_with_a_seen_set(
     assert send_raw(proxy.url, "POST", prefix(app_id) + "orders", reader, body) == 200
     captured = upstream.last
     assert send_raw(proxy.url, "POST", prefix(app_id) + "orders", reader, body) == 200
-    nonces = [
-        re.search(r'nonce="([^"]+)"', received.headers["Signature-Input"]).group(1)
-        for received in upstream.received
-    ]
+    nonces = [nonce_of(received) for received in upstream.received]
     assert len(set(nonces)) == 2 and all(len(nonce) == 22 for nonce in nonces)
     trusted = hmac_trusted(app_id)
     for verifier in verifiers:
@@ -162,7 +166,7 @@ def test_a_captured_request_verifies_once_with_a_seen_set(
         assert verifier.user(captured, trusted, b'{"qty": 1000, "refund_to": "attacker"}') is None
 
 
-SIGNED = dict(method="GET", url="http://127.0.0.1:9/base/orders?a=1", user_id=7)
+SIGNED: dict[str, Any] = dict(method="GET", url="http://127.0.0.1:9/base/orders?a=1", user_id=7)
 
 
 def first_key(app_id, secret=SIGNING_KEY):
@@ -275,7 +279,9 @@ def test_the_guides_example_is_what_the_service_signs():
     )
     for name, value in headers.items():
         assert f"\n{name}: {value}\n" in GUIDE
-    base = re.search(r"The signature base.*?```\n(.*?)\n```", GUIDE, re.S).group(1)
+    shown = re.search(r"The signature base.*?```\n(.*?)\n```", GUIDE, re.S)
+    assert shown, "docs/app-proxy.md shows no signature base"
+    base = shown.group(1)
     params = headers["Signature-Input"].removeprefix("application-42=")
     assert base.endswith(f'"@signature-params": {params}')
     expected = base64.b64encode(hmac.digest(key.material, base.encode(), "sha256")).decode()

@@ -1,13 +1,14 @@
 import sqlite3
 import threading
 import time
+from typing import Any
 
 import psycopg
 import pytest
 import requests
 
 from applications_api.applications.service import WRITERS_OF
-from tests.support.app import ON_POSTGRESQL, direct_url, postgresql_only
+from tests.support.app import ON_POSTGRESQL, direct_url, postgresql_only, scalar
 from tests.support.live_server import LiveServer
 
 WRITERS = 20
@@ -57,6 +58,7 @@ def test_a_lock_held_past_the_timeout_is_a_503_never_a_hang(
     impatient = make_app(
         database_url, DATABASE_STATEMENT_TIMEOUT="0.5", DATABASE_CONNECT_TIMEOUT="0.5"
     )
+    holder: psycopg.Connection[Any] | sqlite3.Connection
     if ON_POSTGRESQL:
         holder = psycopg.connect(database_url.replace("+psycopg", ""))
         if held == "row":
@@ -99,11 +101,13 @@ def test_writers_of_one_application_take_turns_in_the_order_they_came(
     holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", (WRITERS_OF, queued))
 
     def waiting():
-        return admin.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s"
-            " AND objid = %s AND NOT granted",
-            (WRITERS_OF, queued),
-        ).fetchone()[0]
+        return scalar(
+            admin.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s"
+                " AND objid = %s AND NOT granted",
+                (WRITERS_OF, queued),
+            )
+        )
 
     def rename(name, base_url):
         requests.patch(

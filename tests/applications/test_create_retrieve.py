@@ -1,4 +1,4 @@
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from applications_api.applications.models import APPLICATION_TYPES
 
@@ -26,7 +26,7 @@ def test_create_returns_201_the_object_and_location(client, staff):
     assert body["remote_object_id"] == 2**63 - 1
     assert body["related_application_id"] == "Ext-42"
     created = datetime.fromisoformat(body["created_date"])
-    assert created.utcoffset().total_seconds() == 0
+    assert created.utcoffset() == timedelta(0)
     assert body["modified_date"] == body["created_date"]
 
 

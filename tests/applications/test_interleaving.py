@@ -6,11 +6,12 @@ changes the row and commits, then lets go. The request must see the change and a
 import sqlite3
 import threading
 import time
+from typing import Any
 
 import psycopg
 import pytest
 
-from tests.support.app import ON_POSTGRESQL
+from tests.support.app import ON_POSTGRESQL, scalar
 
 URL = "/api/v1/applications/"
 PUT_BODY = {
@@ -28,6 +29,7 @@ class Holder:
 
     def __init__(self, database_url, app_id):
         self.app_id = app_id
+        self.conn: psycopg.Connection[Any] | sqlite3.Connection
         if ON_POSTGRESQL:
             url = database_url.replace("+psycopg", "")
             self.conn = psycopg.connect(url)
@@ -45,10 +47,12 @@ class Holder:
             return
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            waiting = self.admin.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-            ).fetchone()[0]
+            waiting = scalar(
+                self.admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+            )
             if waiting:
                 return
             time.sleep(0.01)

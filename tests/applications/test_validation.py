@@ -1,6 +1,8 @@
 """Every field rule of the contract: the bad value is a 400 naming the field, and
 nothing is written."""
 
+from typing import Any
+
 import pytest
 
 URL = "/api/v1/applications/"
@@ -107,7 +109,8 @@ def test_web_url_null_is_a_removal_only_in_patch(client, staff):
 
 
 def test_config_nested_too_deeply(client, staff):
-    config = current = {}
+    config: dict[str, Any] = {}
+    current = config
     for _ in range(40):
         current["a"] = {}
         current = current["a"]

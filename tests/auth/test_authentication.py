@@ -47,6 +47,7 @@ def test_deactivated_user_is_401(app, client):
     with app.app_context():
         key = issue_token("leaver", staff=True)
         user = db.session.scalar(select(User).where(User.username == "leaver"))
+        assert user is not None
         user.is_active = False
         db.session.commit()
     assert_401(client.get(URL, headers={"Authorization": f"Token {key}"}))

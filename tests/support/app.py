@@ -3,6 +3,7 @@ waiting for the caches to trust what they hold."""
 
 import os
 import time
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
@@ -11,6 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from applications_api.database import db
+
+if TYPE_CHECKING:
+    import psycopg
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 # Behind a transaction pooler the change feed listens straight to PostgreSQL
@@ -66,6 +70,13 @@ def make_env(database_url, **overrides):
         "APP_PROXY_SIGNING_KEY": SIGNING_KEY,
         **overrides,
     }
+
+
+def scalar(cursor: "psycopg.Cursor[Any]") -> Any:
+    """The first value of a query's one row, for a test's own psycopg queries (count(*))."""
+    row = cursor.fetchone()
+    assert row is not None, "the query returned no row"
+    return row[0]
 
 
 def auth_header(key):

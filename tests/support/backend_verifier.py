@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from applications_api.app_proxy import keys, signing
 from tests.support.app import SIGNING_KEY
@@ -24,7 +25,7 @@ def guide_code(language, defining):
     return next(block for block in blocks if defining in block)
 
 
-PYTHON = {}
+PYTHON: dict[str, Any] = {}
 exec(guide_code("python", "def verified_user("), PYTHON)
 
 
@@ -86,13 +87,15 @@ class NodeVerifier:
             text=True,
             cwd=ROOT,
         )
-        self.process.stdin.write(json.dumps(guide_code("js", "async function verifiedUser(")))
-        self.process.stdin.write("\n")
+        assert self.process.stdin and self.process.stdout  # (both piped)
+        self.stdin, self.stdout = self.process.stdin, self.process.stdout
+        self.stdin.write(json.dumps(guide_code("js", "async function verifiedUser(")))
+        self.stdin.write("\n")
 
     def ask(self, **question):
-        self.process.stdin.write(json.dumps(question) + "\n")
-        self.process.stdin.flush()
-        answer = json.loads(self.process.stdout.readline())
+        self.stdin.write(json.dumps(question) + "\n")
+        self.stdin.flush()
+        answer = json.loads(self.stdout.readline())
         if "error" in answer:
             raise RuntimeError(answer["error"])
         return answer["result"]
@@ -117,7 +120,7 @@ class NodeVerifier:
         return sorted(self.ask(op="fetch", url=url))
 
     def close(self):
-        self.process.stdin.close()
+        self.stdin.close()
         self.process.wait(timeout=10)
 
 

@@ -37,7 +37,7 @@ class Forwarder:
         self.port = probe.getsockname()[1]
         probe.close()
         self.conns = []
-        self.sock = None
+        self.sock: socket.socket | None = None
 
     def start(self):
         self.sock = socket.create_server(("127.0.0.1", self.port))
@@ -45,6 +45,7 @@ class Forwarder:
 
     def stop(self):
         # shutdown() wakes the thread blocked in accept(); close() alone would not.
+        assert self.sock is not None, "stopped before it started"
         self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         for conn in self.conns:

@@ -25,6 +25,11 @@ class Received:
     connection: int = 0  # which of the server's connections it came on (1, 2, ...)
 
 
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        """A caller that went away mid-answer is what several tests do: no traceback."""
+
+
 def echo(handler, record):
     """Default answer: 200 and a JSON summary of what arrived."""
     send(
@@ -80,7 +85,7 @@ def reset_after(handler, sent=b"partial" * 10_000, promised=1_000_000, pause=0.3
 class Upstream:
     def __init__(self, tls=None):
         """tls: an ssl.SSLContext to serve https with."""
-        self.received = []
+        self.received: list[Received] = []
         self.answer = echo
         self.connections = 0
         self.drop_reused = False  # close a kept-alive connection when its next request comes
@@ -140,10 +145,8 @@ class Upstream:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        # a caller that went away mid-answer is what several tests do: no traceback
-        self.server.handle_error = lambda request, address: None
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_port
