@@ -9,9 +9,10 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -21,7 +22,7 @@ VERSION = "15"
 REFUSE = "host all all 127.0.0.1/32 reject"
 
 
-def _run(*command):
+def _run(*command: str) -> None:
     # (as root: Debian's tools switch to the clusters' owner, postgres, themselves)
     subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
 
@@ -75,10 +76,12 @@ class Cluster:
             ["pg_dropcluster", "--stop", VERSION, self.name], capture_output=True, timeout=120
         )
 
-    def execute(self, statement: str, parameters=(), database: str = "postgres"):
+    def execute(
+        self, statement: str, parameters: Sequence[Any] = (), database: str = "postgres"
+    ) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.url(database), autocommit=True, connect_timeout=3) as conn:
             cursor = conn.execute(statement, parameters)
-            return cursor.fetchall() if cursor.description else None
+            return cursor.fetchall() if cursor.description else []
 
 
 @contextmanager

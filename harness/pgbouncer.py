@@ -23,11 +23,11 @@ class PgBouncer:
 
     def __init__(
         self,
-        pool_mode="transaction",
-        ignored="extra_float_digits",
-        server="127.0.0.1:5432",
-        pool_size=20,
-    ):
+        pool_mode: str = "transaction",
+        ignored: str = "extra_float_digits",
+        server: str = "127.0.0.1:5432",
+        pool_size: int = 20,
+    ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
         self.port = free_port()
         host, port = server.rsplit(":", 1)
@@ -63,26 +63,26 @@ class PgBouncer:
                     raise RuntimeError(f"pgbouncer did not start: {self.log()}") from None
                 time.sleep(0.05)
 
-    def url(self, database):
+    def url(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    def log(self):
+    def log(self) -> str:
         path = self.dir / "pgbouncer.log"
         return path.read_text() if path.exists() else ""
 
-    def stop(self):
+    def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self):
+    def __enter__(self) -> "PgBouncer":
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
-def main():
+def main() -> None:
     """`python -m harness.pgbouncer DATABASE COMMAND...`: COMMAND runs with
     DATABASE_URL through a transaction-pooling PgBouncer and DATABASE_LISTEN_URL straight
     to PostgreSQL, as docs/deployment.md tells a deployment behind one."""
