@@ -122,6 +122,16 @@ def test_a_cached_proxy_target_is_read_again_after_app_proxy_cache_seconds(
     assert target_queries() != []
 
 
+@pytest.mark.parametrize("topic, other", [("auth", "applications"), ("applications", "auth")])
+def test_a_notice_of_one_topic_leaves_the_other_topics_cache_warm(tmp_path, topic, other):
+    """The triggers' payload names one topic: only that topic's entries are dropped."""
+    feed = ChangeFeed(f"sqlite:///{tmp_path / 'feed.db'}")
+    before = dict(feed.generations)
+    feed._apply(topic)
+    assert feed.generations[topic] > before[topic]
+    assert feed.generations[other] == before[other]
+
+
 def test_a_full_cache_never_holds_more_than_its_bound(tmp_path, monkeypatch):
     monkeypatch.setattr(FreshCache, "MAX_ENTRIES", 3)
     feed = ChangeFeed(f"sqlite:///{tmp_path / 'feed.db'}")
