@@ -11,6 +11,12 @@ traffic turns slots over in milliseconds and every honest caller is served; exch
 that stall (a trickling backend, an upload that does not come) free nothing, so the
 request behind them is refused with a 503 at once and gives its thread back. When a slot
 frees, the waiter whose application holds the fewest goes first.
+
+Those STALL seconds count only time the process was seen to run. When the whole worker
+is paused (a stopped or throttled container, a starved box, a long collection), nothing
+in it can move or give a slot back, and judging its exchanges by the wall clock would
+refuse every waiter the moment it resumes: a look that comes more than PAUSE later than
+asked (a waiter's, or the watchdog's) starts every share's STALL seconds again.
 """
 
 import threading
@@ -20,11 +26,16 @@ from typing import Protocol
 
 POLL = 0.05  # seconds between a waiter's looks at whether what it waits for still moves
 STALL = 0.5  # seconds without a slot given back after which a share counts as stuck
+PAUSE = 0.1  # seconds a look may come later than asked before the process counts as paused
 
 
 class Exchange(Protocol):
     app_id: int
     caller: int  # the user id
+
+    def begin(self, now: float) -> None:
+        """It is admitted at monotonic time `now`."""
+        ...
 
     def moving(self, now: float) -> bool:
         """Whether it looks set to end soon: it moves bytes, or has just begun."""
@@ -48,6 +59,7 @@ class Bulkhead:
         self.by_caller: Counter[int] = Counter()
         self.waiting: list[Exchange] = []  # in the order they came
         self.given_back: dict[tuple[str, int], float] = {}  # share -> when a slot last came back
+        self.resumed = -STALL  # when the process was last seen to resume from a pause
 
     def admit(self, exchange: Exchange) -> None:
         """Take a slot for `exchange`, waiting for it as the module says; raises Busy."""
@@ -58,6 +70,7 @@ class Bulkhead:
                 while True:
                     held = self._held_share(exchange)
                     if held is None and self._next_in_line(exchange):
+                        exchange.begin(time.monotonic())
                         self.active.add(exchange)
                         self.by_app[exchange.app_id] += 1
                         self.by_caller[exchange.caller] += 1
@@ -65,11 +78,12 @@ class Bulkhead:
                     now = time.monotonic()
                     if held is not None:
                         share, key, holders = held
-                        turning = now - self.given_back.get(key, -STALL) < STALL
-                        moving = turning or any(h.moving(now) for h in holders)
+                        since = max(self.given_back.get(key, -STALL), self.resumed)
+                        moving = now - since < STALL or any(h.moving(now) for h in holders)
                         if now >= deadline or not moving:
                             raise Busy(share)
                     self.changed.wait(POLL)
+                    self.looked(now + POLL)
             finally:
                 self.waiting.remove(exchange)
                 self.changed.notify_all()  # (the next in line may be another waiter)
@@ -90,6 +104,14 @@ class Bulkhead:
             for share in (("worker", 0), ("app", exchange.app_id), ("caller", exchange.caller)):
                 self.given_back[share] = now
             self.changed.notify_all()
+
+    def looked(self, asked: float) -> None:
+        """A look at the shares that was asked for at monotonic time `asked` (an
+        earlier one may come, when notified); one that came more than PAUSE later means
+        the process was paused until now. Called with `changed` held."""
+        now = time.monotonic()
+        if now - asked > PAUSE:
+            self.resumed = now
 
     def _held_share(self, exchange: Exchange) -> tuple[str, tuple[str, int], list[Exchange]] | None:
         """The share `exchange` is over (its name in the 503, its key in given_back) and

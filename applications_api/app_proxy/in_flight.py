@@ -28,8 +28,7 @@ class InFlight:
     ) -> None:
         self.app_id, self.caller = app_id, caller
         self.caller_socket = caller_socket
-        self.started = time.monotonic()
-        self.deadline = self.started + deadline
+        self.allowed = deadline  # seconds it may take once admitted
         # the backend's urllib3 response, once it answered
         self.upstream: HTTPResponse | None = None
         self.cut_reason: str | None = None
@@ -38,7 +37,14 @@ class InFlight:
         self.body_bytes = 0
         self.total_bytes = 0  # both ways, all along
         self.rate = 0.0  # bytes a second over the watchdog's last interval
-        self.sampled = (self.started, 0)
+        self.begin(time.monotonic())
+
+    def begin(self, now: float) -> None:
+        """Its clocks start again when the bulkhead admits it: the time it waited for a
+        slot is neither its deadline's nor a sign that it stalls."""
+        self.started = now
+        self.deadline = now + self.allowed
+        self.sampled = (now, self.total_bytes)
 
     def moving_body(self, upload: bool = False) -> None:
         self.body_started, self.body_bytes, self.uploading = time.monotonic(), 0, upload

@@ -114,9 +114,11 @@ class PythonTransfer:
 
     def _watch(self) -> None:
         while True:
+            asked = time.monotonic() + WATCHDOG_INTERVAL
             time.sleep(WATCHDOG_INTERVAL)
             now = time.monotonic()
             with self.bulkhead.changed:
+                self.bulkhead.looked(asked)
                 transfers = list(self.bulkhead.active)
             for transfer in transfers:
                 assert isinstance(transfer, InFlight)

@@ -2,7 +2,10 @@
 however many at once, and no caller, application or stall takes the others' slots
 (issues: honest concurrency at the defaults; what a hostile peer found)."""
 
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +50,39 @@ def test_a_hundred_concurrent_callers_of_one_application_are_all_served(
             )
         )
     assert statuses == [200] * 100
+
+
+@python_only
+def test_callers_waiting_through_a_stopped_worker_are_all_served(
+    proxy_with, reader, create, upstream
+):
+    """The whole process stopped for a second in the middle of a burst (SIGSTOP, as a
+    container runtime or a throttled cgroup would), then continued."""
+    defaults = proxy_with()
+
+    def quick(handler, record):
+        time.sleep(0.05)
+        send(handler, 200, b"done")
+
+    upstream.answer = quick
+    url = f"{defaults.url}/api/v1/app_proxy/{proxied_app(create, upstream, 'fast')}/x"
+    me = os.getpid()
+    pause = subprocess.Popen(
+        ["sh", "-c", f"sleep 0.4; kill -STOP {me}; sleep 1; kill -CONT {me}"],
+        start_new_session=True,
+    )
+    try:
+        with ThreadPoolExecutor(40) as pool:
+            statuses = list(
+                pool.map(
+                    lambda _: requests.get(url, headers=reader, timeout=30).status_code,
+                    range(40),
+                )
+            )
+    finally:
+        pause.wait(10)
+        os.kill(me, signal.SIGCONT)  # (whatever became of the pause)
+    assert statuses == [200] * 40
 
 
 def test_ten_mib_downloads_four_at_a_time_all_complete(proxy_with, reader, create, upstream):

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from applications_api.app_proxy.bulkhead import Bulkhead, Busy
+from applications_api.app_proxy.in_flight import InFlight
 from applications_api.auth.tokens import issue_token
 from tests.support.app import auth_header
 from tests.support.upstream import send
@@ -22,6 +23,9 @@ class Stalled:
 
     def __init__(self, app_id, caller):
         self.app_id, self.caller = app_id, caller
+
+    def begin(self, now):
+        pass
 
     def moving(self, now):
         return False
@@ -73,6 +77,51 @@ def test_releasing_twice_gives_back_one_slot():
     bulkhead.admit(Stalled(1, 1))
     with pytest.raises(Busy):
         bulkhead.admit(Stalled(1, 1))
+
+
+def waiting_for(bulkhead, exchange):
+    """`exchange` waiting for its slot in a thread of its own: a list that gets what
+    admit did (None: admitted, or the Busy)."""
+    outcome: list[Busy | None] = []
+
+    def admit():
+        try:
+            bulkhead.admit(exchange)
+            outcome.append(None)
+        except Busy as busy:
+            outcome.append(busy)
+
+    thread = threading.Thread(target=admit)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_pause_of_the_whole_process_turns_no_waiter_away():
+    bulkhead = Bulkhead(10, 10, 1, wait=5)
+    holder = InFlight(1, 1, None, 300)
+    bulkhead.admit(holder)
+    thread, outcome = waiting_for(bulkhead, InFlight(1, 1, None, 300))
+    time.sleep(0.05)  # (the holder has just begun: the waiter waits)
+    with bulkhead.changed:  # nothing in the bulkhead runs, as in a stopped worker
+        time.sleep(0.8)
+    time.sleep(0.1)  # it resumes with the holder 0.9 s old, and no slot given back
+    bulkhead.release(holder)
+    thread.join(5)
+    assert outcome == [None]
+
+
+def test_the_time_spent_waiting_is_not_the_exchanges():
+    bulkhead = Bulkhead(10, 10, 1, wait=5)
+    holder, waiter = InFlight(1, 1, None, 300), InFlight(1, 1, None, 300)
+    bulkhead.admit(holder)
+    thread, outcome = waiting_for(bulkhead, waiter)
+    time.sleep(0.15)  # (before the holder counts as stalled)
+    released = time.monotonic()
+    bulkhead.release(holder)
+    thread.join(5)
+    assert outcome == [None]
+    assert waiter.started >= released and waiter.deadline >= released + 300
+    assert waiter.moving(time.monotonic())  # it has just begun
 
 
 # -- the same through the embedded transfer, with a backend that stalls ----------------
