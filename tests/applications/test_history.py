@@ -190,16 +190,40 @@ def test_an_empty_setting_turns_masking_off(make_app, database_url, create, staf
 
 
 def test_web_url_and_proxy_changes_are_logged_at_warning(client, staff, create, caplog):
-    app_id = create(config={"web_url": "https://a.example/"})["id"]
-    with caplog.at_level(logging.WARNING, logger="applications_api.applications.history"):
-        client.patch(
-            f"{URL}{app_id}/",
-            headers=staff,
-            json={"config": {"web_url": "https://b.example/"}, "is_proxy_available": True},
-        )
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("config.web_url" in w and "https://b.example/" in w for w in warnings)
-    assert any("is_proxy_available" in w for w in warnings)
+    def warned(write):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="applications_api.applications.history"):
+            write()
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    created = {}
+
+    def make():
+        created.update(create(config={"web_url": "https://a.example/"}))
+
+    first = warned(make)
+    app_id, user = created["id"], created["created_by"]
+    assert first == [
+        f"application {app_id}: config.web_url changed from None to"
+        f" 'https://a.example/' (user {user})"
+    ]
+    # a new application that points app_proxy nowhere is not worth a warning
+    assert warned(lambda: create(is_proxy_available=False)) == []
+
+    def patch(body):
+        return lambda: client.patch(f"{URL}{app_id}/", headers=staff, json=body)
+
+    assert warned(patch({"name": "Renamed", "config": {"web_url": "https://a.example/"}})) == []
+    both = warned(patch({"config": {"web_url": "https://b.example/"}, "is_proxy_available": True}))
+    assert sorted(both) == [
+        f"application {app_id}: config.web_url changed from 'https://a.example/' to"
+        f" 'https://b.example/' (user {user})",
+        f"application {app_id}: is_proxy_available changed from False to True (user {user})",
+    ]
+    # turning the proxy off is a change of where identities go too
+    assert warned(patch({"is_proxy_available": False})) == [
+        f"application {app_id}: is_proxy_available changed from True to False (user {user})"
+    ]
 
 
 @pytest.mark.parametrize("days, left", [(0, 0), (1, 1)])
