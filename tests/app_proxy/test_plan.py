@@ -4,6 +4,7 @@ are written out from RFC 9110 and docs/app-proxy.md, not taken from the code's t
 The through-sockets tests (test_forwarding.py, test_signatures.py) keep both transfers
 honest about sending what the plan says."""
 
+import logging
 import socket
 import string
 from urllib.parse import unquote
@@ -12,9 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
+from werkzeug.exceptions import HTTPException
 
 from applications_api.app_proxy import signing
 from applications_api.app_proxy.forwarding import Caller, Refused, plan
+from applications_api.observability import PROXY_UPSTREAM_ERRORS
 from applications_api.settings import load_settings
 from tests.support import headers as withheld
 from tests.support.backend_verifier import PYTHON
@@ -183,6 +186,25 @@ def test_a_backend_the_plan_cannot_send_to_is_a_counted_502(web_url, keys, kind)
     with pytest.raises(Refused) as refused:
         planned(PREFIX + "x", web_url, keys=keys)
     assert (refused.value.status, refused.value.kind) == (502, kind)
+
+
+def test_a_web_url_no_signature_can_cover_is_a_counted_502_that_says_so(caplog):
+    # (refused when written through the API; a row written another way still plans)
+    upstream = planned(PREFIX + "x", "http://a%zz@127.0.0.1:8001/")
+    errors = PROXY_UPSTREAM_ERRORS.labels("1", "unsignable")
+    before = errors._value.get()
+    with caplog.at_level(logging.WARNING, logger="applications_api.app_proxy.forwarding"):
+        with pytest.raises(HTTPException) as refused:
+            upstream.sign(None)
+    assert refused.value.code == 502
+    assert refused.value.data == {
+        "message": "The application's web_url is not a URL the proxy can sign requests for."
+    }
+    assert errors._value.get() == before + 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "app_proxy 1: cannot sign for http://a%zz@127.0.0.1:8001/x: Invalid URL: expected an"
+        " encoded absolute URL with a host"
+    ]
 
 
 HOP_BY_HOP = withheld.HOP_BY_HOP
