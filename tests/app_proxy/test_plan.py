@@ -109,12 +109,20 @@ def test_the_raw_target_is_joined_under_the_base(sent, uri):
         "a%2f..%2f..%2fx",
         "%252e%252e%252fx",
         "x/%2e%2e%5c..",
+        "a/.%2fb",  # one dot hidden with a slash: a dot-segment too
+        "a/b%5c.",
     ],
 )
 def test_a_path_that_climbs_or_hides_a_dot_segment_is_a_400(sent):
     with pytest.raises(Refused) as refused:
         planned(PREFIX + sent)
     assert refused.value.status == 400
+    hides = any(hidden in sent.lower() for hidden in ("%2f", "%252f", "%5c", "\\"))
+    assert refused.value.message == (
+        "The proxied path hides a dot-segment behind an encoded slash."
+        if hides
+        else "The proxied path climbs above the application's base URL."
+    )
     assert refused.value.kind is None  # (not an upstream failure)
 
 
