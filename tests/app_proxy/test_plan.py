@@ -7,7 +7,7 @@ honest about sending what the plan says."""
 import logging
 import socket
 import string
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -141,6 +141,10 @@ def test_a_route_not_spelled_plainly_is_a_404(target):
     with pytest.raises(Refused) as refused:
         planned(target)
     assert refused.value.status == 404
+    assert refused.value.message == (
+        "No app_proxy route here: write it /api/v1/app_proxy/1/<path>,"
+        " the id in plain digits without leading zeros."
+    )
 
 
 @pytest.mark.parametrize(
@@ -166,6 +170,8 @@ def test_the_base_and_absolute_form_targets(target, uri):
          "127.0.0.1:8001", "http://127.0.0.1:8001/"),
         ("https://127.0.0.1/", "https://127.0.0.1/x", "https://127.0.0.1:443",
          "127.0.0.1", "https://127.0.0.1/"),
+        ("http://127.0.0.1/", "http://127.0.0.1/x", "http://127.0.0.1:80",
+         "127.0.0.1", "http://127.0.0.1/"),
         ("http://[::1]:8001/", "http://[::1]:8001/x", "http://[::1]:8001",
          "[::1]:8001", "http://[::1]:8001/"),
     ],
@@ -190,10 +196,15 @@ def test_the_target_and_the_approved_address(web_url, url, address, host, base_u
         ("http://127.0.0.1:8001/", (), "unsignable"),
     ],
 )
-def test_a_backend_the_plan_cannot_send_to_is_a_counted_502(web_url, keys, kind):
-    with pytest.raises(Refused) as refused:
-        planned(PREFIX + "x", web_url, keys=keys)
+def test_a_backend_the_plan_cannot_send_to_is_a_counted_502(web_url, keys, kind, caplog):
+    with caplog.at_level(logging.WARNING, logger="applications_api.app_proxy.forwarding"):
+        with pytest.raises(Refused) as refused:
+            planned(PREFIX + "x", web_url, keys=keys)
     assert (refused.value.status, refused.value.kind) == (502, kind)
+    if kind == "denied":  # the operator is told which application, and where it points
+        (warning,) = [r.getMessage() for r in caplog.records]
+        assert warning.startswith("app_proxy 1: refused: "), warning
+        assert str(urlsplit(web_url).hostname) in warning
 
 
 def test_a_web_url_no_signature_can_cover_is_a_counted_502_that_says_so(caplog):
