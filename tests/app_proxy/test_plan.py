@@ -186,6 +186,12 @@ def test_the_target_and_the_approved_address(web_url, url, address, host, base_u
     )
 
 
+REFUSED = {
+    "denied": "The application's backend is in a denied network.",
+    "unsignable": "app_proxy has no key to sign this application's requests.",
+}
+
+
 @pytest.mark.parametrize(
     ("web_url", "keys", "kind"),
     [
@@ -201,10 +207,27 @@ def test_a_backend_the_plan_cannot_send_to_is_a_counted_502(web_url, keys, kind,
         with pytest.raises(Refused) as refused:
             planned(PREFIX + "x", web_url, keys=keys)
     assert (refused.value.status, refused.value.kind) == (502, kind)
+    assert refused.value.message == REFUSED[kind]
     if kind == "denied":  # the operator is told which application, and where it points
         (warning,) = [r.getMessage() for r in caplog.records]
         assert warning.startswith("app_proxy 1: refused: "), warning
         assert str(urlsplit(web_url).hostname) in warning
+
+
+def test_a_backend_whose_name_does_not_resolve_is_a_502_naming_it(monkeypatch, caplog):
+    def unresolvable(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unresolvable)
+    with caplog.at_level(logging.WARNING, logger="applications_api.app_proxy.forwarding"):
+        with pytest.raises(Refused) as refused:
+            planned(PREFIX + "x", "http://backend.example:8001/")
+    assert (refused.value.status, refused.value.kind) == (502, "unresolvable")
+    assert refused.value.message == "The application's backend cannot be reached."
+    assert [r.getMessage() for r in caplog.records] == [
+        f"app_proxy 1: cannot resolve backend.example: [Errno {socket.EAI_NONAME}]"
+        " Name or service not known"
+    ]
 
 
 def test_a_web_url_no_signature_can_cover_is_a_counted_502_that_says_so(caplog):
