@@ -69,6 +69,7 @@ def planned(target, web_url=WEB_URL, headers=(), method="GET", keys=(KEY,)):
         ("x?", "/base/x?"),  # an empty query stays
         ("x?q=a+b&r=a%2fb", "/base/x?q=a+b&r=a%2fb"),
         ("x?q={1}", "/base/x?q=%7B1%7D"),  # what no URI may hold is encoded
+        ("x?next=/a?b", "/base/x?next=/a?b"),  # a query may hold "?" and "/"
         ("%zz", "/base/%25zz"),
         ("x?a=%zz", "/base/x?a=%25zz"),
         ("a|b^c", "/base/a%7Cb%5Ec"),
@@ -184,6 +185,7 @@ def test_the_target_and_the_approved_address(web_url, url, address, host, base_u
         host,
         base_url,
     )
+    assert upstream.server_name == urlsplit(web_url).hostname  # what TLS checks
 
 
 REFUSED = {

@@ -143,6 +143,29 @@ def test_a_name_with_one_denied_address_among_others_is_refused(monkeypatch, ord
         approved_address("mixed.example", 80, (ipaddress.ip_network("169.254.0.0/16"),))
 
 
+@pytest.mark.parametrize(
+    ("answer", "approved"),
+    [
+        (("fe80::1%eth0", 80, 0, 2), None),  # link-local, with its zone: denied
+        (("2001:db8::1%eth0", 80, 0, 2), "2001:db8::1"),  # the zone is not the address
+    ],
+)
+def test_an_ipv6_answer_with_a_zone_is_judged_by_its_address(monkeypatch, answer, approved):
+    import ipaddress
+
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda *args, **kwargs: [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", answer)],
+    )
+    denied = (ipaddress.ip_network("fe80::/10"),)
+    if approved is None:
+        with pytest.raises(DeniedAddress):
+            approved_address("scoped.example", 80, denied)
+    else:
+        assert approved_address("scoped.example", 80, denied) == ipaddress.ip_address(approved)
+
+
 def test_a_path_nginx_normalizes_into_app_proxy_is_the_app_s_json_404(
     proxy, reader, proxied, upstream
 ):
