@@ -8,6 +8,7 @@
 #   scripts/mutation.sh                 # every module below
 #   scripts/mutation.sh auth cache      # some of them
 #   scripts/mutation.sh --summary       # the last round's figures, without running
+#   scripts/mutation.sh --survivors signing   # the survivors again, against today's tests
 #
 # MUTATION_TIMEOUT (seconds, default 7200) bounds the run; MUTATION_CHILDREN (default 2)
 # is how many mutants run at once. Results stay in mutants/ (not committed): a second run
@@ -29,9 +30,9 @@ declare -A FILES=(
 )
 declare -A TESTS=(
     [auth]="tests/auth tests/test_layout.py tests/test_freshness.py tests/api/test_settings.py tests/applications/test_history.py"
-    [forwarding]="tests/app_proxy"
-    [network_policy]="tests/app_proxy"
-    [signing]="tests/app_proxy tests/api/test_settings.py"
+    [forwarding]="tests/app_proxy/test_forwarding.py tests/app_proxy/test_refusals.py tests/app_proxy/test_attacks.py tests/app_proxy/test_safety.py tests/app_proxy/test_plan.py tests/app_proxy/test_signatures.py"
+    [network_policy]="tests/app_proxy/test_forwarding.py tests/app_proxy/test_refusals.py tests/app_proxy/test_attacks.py tests/app_proxy/test_safety.py tests/app_proxy/test_plan.py tests/app_proxy/test_tls.py"
+    [signing]="tests/app_proxy/test_signatures.py tests/app_proxy/test_key_rotation.py tests/app_proxy/test_key_separation.py tests/app_proxy/test_plan.py tests/api/test_settings.py"
     [cache]="tests/test_cache_recovery.py tests/test_freshness.py tests/topology/test_pgbouncer.py"
     [secrets]="tests/applications"
     [history]="tests/applications"
@@ -98,6 +99,11 @@ if [ "${1:-}" = "--summary" ]; then
     summary
     exit 0
 fi
+again=""
+if [ "${1:-}" = "--survivors" ]; then  # (new tests are mapped to functions first)
+    again=1
+    shift
+fi
 scripts/setup-venv.sh requirements-dev.txt
 selected=("$@")
 [ ${#selected[@]} -gt 0 ] || selected=("${ORDER[@]}")
@@ -107,8 +113,14 @@ done
 status=0
 for module in "${selected[@]}"; do
     prepare "$module"
+    names=()
+    if [ -n "$again" ]; then
+        mapfile -t names < <(cd "$(workdir "$module")" && "$ROOT/.venv/bin/mutmut" results 2>/dev/null |
+            sed -n 's/^ *\(applications_api\.[^:]*\): survived$/\1/p')
+        [ ${#names[@]} -gt 0 ] || continue
+    fi
     (cd "$(workdir "$module")" && timeout "${MUTATION_TIMEOUT:-7200}" "$ROOT/.venv/bin/mutmut" run \
-        --max-children "${MUTATION_CHILDREN:-2}") || status=$?
+        --max-children "${MUTATION_CHILDREN:-2}" "${names[@]}") || status=$?
 done
 summary
 # (124: the time ran out; the figures above count what was run)
