@@ -15,6 +15,9 @@ def assert_401(response):
     assert response.headers["WWW-Authenticate"] == "Token"
     assert response.json["code"] == 401
     assert response.json["status"] == "Unauthorized"
+    assert response.json["message"] == (
+        "Missing or invalid token: send 'Authorization: Token <key>'."
+    )
 
 
 @pytest.mark.parametrize(
@@ -41,6 +44,17 @@ def test_token_and_bare_key_forms_are_accepted(app, client):
     assert client.get(URL, headers={"Authorization": f"Token {key}"}).status_code == 200
     assert client.get(URL, headers={"Authorization": f"token {key}"}).status_code == 200
     assert client.get(URL, headers={"Authorization": key}).status_code == 200
+    assert client.get(URL, headers={"Authorization": f"Token  {key}"}).status_code == 200
+    assert client.get(URL, headers={"Authorization": f" Token {key} "}).status_code == 200
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "Basic", "Tokens", "Digest", "X"])
+def test_a_valid_key_under_another_scheme_is_401(app, client, scheme):
+    """Only `Token <key>` and the bare key name a key: a real key sent under another
+    scheme (as a client configured for another service would) is refused."""
+    with app.app_context():
+        key = issue_token("someone", staff=True)
+    assert_401(client.get(URL, headers={"Authorization": f"{scheme} {key}"}))
 
 
 def test_deactivated_user_is_401(app, client):
