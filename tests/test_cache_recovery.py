@@ -6,10 +6,13 @@
   stale once the listener is back: the reconnect itself moves the generation on.
 """
 
+import logging
+import threading
 import time
 
 import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from applications_api import cache as cache_module
 from applications_api.auth.tokens import issue_token
@@ -221,3 +224,68 @@ def test_a_change_made_while_the_listener_was_gone_is_not_served_after_it_is_bac
         assert client.get(url, headers=headers).status_code == refused
     finally:
         admin.close()
+
+
+def feed_records(caplog):
+    mine = [r for r in caplog.records if r.name == cache_module.log.name]
+    return [(record.levelname, record.getMessage()) for record in mine]
+
+
+def start(feed):
+    """Start `feed`'s listener; its thread."""
+    before = set(threading.enumerate())
+    assert feed.generation("auth") is None  # nothing is trusted before it listens
+    (thread,) = [t for t in set(threading.enumerate()) - before if t.name == "change-feed"]
+    return thread
+
+
+@postgresql_only
+def test_the_listener_is_a_daemon_thread_that_logs_when_it_listens_and_when_it_is_cut(
+    database_url, monkeypatch, caplog
+):
+    admin = psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True)
+    try:
+        others = set(listeners(admin))
+        feed = ChangeFeed(database_url)
+        with caplog.at_level(logging.INFO, logger=cache_module.log.name):
+            thread = start(feed)
+            assert thread.daemon  # a worker's exit never waits for it
+            until(lambda: feed.listening, "the listener never listened")
+            monkeypatch.setattr(cache_module, "RECONNECT_PAUSE", 3600)  # once cut, it rests
+            (mine,) = set(listeners(admin)) - others
+            admin.execute("SELECT pg_terminate_backend(%s)", mine)
+            until(lambda: not feed.listening, "the listener never noticed it was cut")
+            until(lambda: len(feed_records(caplog)) > 1, "no word of the cut")
+    finally:
+        admin.close()
+    listening, cut = feed_records(caplog)
+    assert listening == ("INFO", "change feed: listening")
+    level, message = cut
+    assert level == "WARNING"
+    said, _, why = message.partition(", caches off until back: ")
+    assert said == "change feed: lost its connection"
+    assert "server closed the connection" in why  # what psycopg said
+    assert feed.generation("auth") is None
+
+
+@postgresql_only
+def test_a_listener_that_cannot_hear_the_database_says_so_and_trusts_nothing(
+    database_url, monkeypatch, caplog
+):
+    # Listening on another database, it never hears what is sent to this one: as through
+    # a transaction pooler, whose LISTEN lands on whichever server connection is free.
+    elsewhere = make_url(database_url).set(database="postgres").render_as_string(False)
+    feed = ChangeFeed(database_url, listen_url=elsewhere)
+    monkeypatch.setattr(cache_module, "RECONNECT_PAUSE", 3600)  # one attempt is enough
+    with caplog.at_level(logging.INFO, logger=cache_module.log.name):
+        start(feed)
+        until(lambda: feed_records(caplog), "no word of the deaf listener")
+    assert feed_records(caplog) == [
+        (
+            "ERROR",
+            "change feed: DATABASE_LISTEN_URL: a notification sent through DATABASE_URL did "
+            "not arrive within 1 s; the change feed needs a session of its own: PostgreSQL "
+            "itself or a session-pooling PgBouncer, not a transaction pooler; caches off",
+        )
+    ]
+    assert feed.generation("auth") is None and not feed.listening

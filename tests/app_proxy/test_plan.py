@@ -188,6 +188,12 @@ def test_the_target_and_the_approved_address(web_url, url, address, host, base_u
     assert upstream.server_name == urlsplit(web_url).hostname  # what TLS checks
 
 
+def warnings(caplog):
+    """What the plan told the log (other threads of the test process may log too)."""
+    mine = [r for r in caplog.records if r.name == "applications_api.app_proxy.forwarding"]
+    return [record.getMessage() for record in mine]
+
+
 REFUSED = {
     "denied": "The application's backend is in a denied network.",
     "unsignable": "app_proxy has no key to sign this application's requests.",
@@ -211,7 +217,7 @@ def test_a_backend_the_plan_cannot_send_to_is_a_counted_502(web_url, keys, kind,
     assert (refused.value.status, refused.value.kind) == (502, kind)
     assert refused.value.message == REFUSED[kind]
     if kind == "denied":  # the operator is told which application, and where it points
-        (warning,) = [r.getMessage() for r in caplog.records]
+        (warning,) = warnings(caplog)
         assert warning.startswith("app_proxy 1: refused: "), warning
         assert str(urlsplit(web_url).hostname) in warning
 
@@ -226,7 +232,7 @@ def test_a_backend_whose_name_does_not_resolve_is_a_502_naming_it(monkeypatch, c
             planned(PREFIX + "x", "http://backend.example:8001/")
     assert (refused.value.status, refused.value.kind) == (502, "unresolvable")
     assert refused.value.message == "The application's backend cannot be reached."
-    assert [r.getMessage() for r in caplog.records] == [
+    assert warnings(caplog) == [
         f"app_proxy 1: cannot resolve backend.example: [Errno {socket.EAI_NONAME}]"
         " Name or service not known"
     ]
@@ -245,7 +251,7 @@ def test_a_web_url_no_signature_can_cover_is_a_counted_502_that_says_so(caplog):
         "message": "The application's web_url is not a URL the proxy can sign requests for."
     }
     assert errors._value.get() == before + 1
-    assert [r.getMessage() for r in caplog.records] == [
+    assert warnings(caplog) == [
         "app_proxy 1: cannot sign for http://a%zz@127.0.0.1:8001/x: Invalid URL: expected an"
         " encoded absolute URL with a host"
     ]

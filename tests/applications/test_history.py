@@ -194,7 +194,8 @@ def test_web_url_and_proxy_changes_are_logged_at_warning(client, staff, create, 
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="applications_api.applications.history"):
             write()
-        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        mine = [r for r in caplog.records if r.name == "applications_api.applications.history"]
+        return [r.getMessage() for r in mine if r.levelno == logging.WARNING]
 
     created = {}
 
