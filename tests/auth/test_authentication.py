@@ -1,12 +1,22 @@
+import logging
+
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import InternalError, OperationalError
 
+from applications_api.auth import authentication
 from applications_api.auth.models import Token, User
 from applications_api.auth.tokens import issue_token, key_digest
 from applications_api.database import db
 from tests.support.app import auth_header
 
 URL = "/api/v1/applications/"
+
+
+class ReadOnly(Exception):
+    sqlstate = "25006"  # read_only_sql_transaction: a standby met during a failover
+
+
 BODY = {"name": "a", "application_type": "oms"}
 
 
@@ -137,3 +147,80 @@ def test_a_token_used_again_within_a_minute_writes_its_last_use_once(
             assert client.get("/api/v1/applications/", headers=headers).status_code == 200
     writes = [s for s in counter.statements if str(s).lstrip().upper().startswith("UPDATE")]
     assert len(writes) == 1, writes
+
+
+def test_the_writer_is_the_tokens_own_user(app, client):
+    with app.app_context():
+        key = issue_token("writer", staff=True)
+        user_id = db.session.scalar(select(User.id).where(User.username == "writer"))
+    created = client.post(URL, json=BODY, headers=auth_header(key))
+    assert created.status_code == 201
+    assert created.json["created_by"] == user_id
+
+
+def test_another_process_within_the_minute_does_not_write_the_last_use_again(
+    make_app, database_url, monkeypatch
+):
+    """The minute is kept by the database too: a process that has not written the last
+    use itself (its own memory empty) still leaves a fresh one alone."""
+    app = make_app(database_url, AUTH_CACHE_SECONDS="0")
+    with app.app_context():
+        headers = auth_header(issue_token("shared"))
+    client = app.test_client()
+
+    def last_used():
+        with app.app_context():
+            return db.session.scalar(select(Token.last_used))
+
+    assert client.get(URL, headers=headers).status_code == 200
+    first = last_used()
+    assert first is not None
+    monkeypatch.setattr(authentication, "_touched", {})  # as in another worker
+    assert client.get(URL, headers=headers).status_code == 200
+    assert last_used() == first
+
+
+def refuse_the_last_use(monkeypatch, refusal):
+    """The database refuses to write a token's last use (and only that) with `refusal`."""
+    rows = authentication.database.rows
+
+    def refused(statement, *args, **kwargs):
+        if statement is authentication.TOUCH_TOKEN:
+            raise refusal
+        return rows(statement, *args, **kwargs)
+
+    monkeypatch.setattr(authentication.database, "rows", refused)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        OperationalError("UPDATE tokens", {}, Exception("database is locked")),
+        InternalError("UPDATE tokens", {}, ReadOnly()),
+    ],
+    ids=["a busy SQLite file", "a standby's read-only transaction"],
+)
+def test_a_last_use_that_cannot_be_written_fails_no_request(
+    make_app, database_url, monkeypatch, caplog, refusal
+):
+    app = make_app(database_url, AUTH_CACHE_SECONDS="0")
+    with app.app_context():
+        headers = auth_header(issue_token("busy"))
+    monkeypatch.setattr(authentication, "_touched", {})
+
+    refuse_the_last_use(monkeypatch, refusal)
+    with caplog.at_level(logging.INFO, logger=authentication.log.name):
+        assert app.test_client().get(URL, headers=headers).status_code == 200
+    said = [r.getMessage() for r in caplog.records if r.name == authentication.log.name]
+    assert said == [f"token last_used not updated: {refusal}"]
+
+
+def test_another_internal_error_on_the_last_use_is_not_hidden(make_app, database_url, monkeypatch):
+    app = make_app(database_url, AUTH_CACHE_SECONDS="0")
+    with app.app_context():
+        headers = auth_header(issue_token("broken"))
+    monkeypatch.setattr(authentication, "_touched", {})
+
+    refuse_the_last_use(monkeypatch, InternalError("UPDATE tokens", {}, Exception("other")))
+    answer = app.test_client().get(URL, headers=headers)
+    assert answer.status_code == 500
