@@ -7,6 +7,7 @@
 """
 
 import logging
+import socket
 import threading
 import time
 
@@ -289,3 +290,23 @@ def test_a_listener_that_cannot_hear_the_database_says_so_and_trusts_nothing(
         )
     ]
     assert feed.generation("auth") is None and not feed.listening
+
+
+def test_a_database_that_never_answers_delays_start_up_by_the_connect_timeout_only(caplog):
+    """A listener's address that takes connections and says nothing (a black-holed
+    route, a stopped server behind a load balancer): the check at start-up gives up
+    after DATABASE_CONNECT_TIMEOUT and says why, and start-up goes on."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # (the kernel completes the handshake; nobody ever answers)
+        url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/applications"
+        feed = ChangeFeed(url, connect_timeout=1)
+        began = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger=cache_module.log.name):
+            feed.check_hearing()
+        took = time.monotonic() - began
+    assert took < 5, took
+    ((level, message),) = feed_records(caplog)
+    assert level == "WARNING"
+    assert message.startswith("change feed: could not check it hears (")
+    assert "timeout" in message, message
