@@ -210,7 +210,9 @@ def test_a_worker_that_lost_its_listener_stops_trusting_its_cache(
         assert killed >= 2  # the listeners of both servers' workers, at least
         conn.execute("UPDATE users SET is_active = false")  # nobody is listening now
     honoured(other, LIST, headers, 401)
-    with psycopg.connect(admin, autocommit=True) as conn:  # and once they are back
+    # and once they are back (asked again and again: no prepared statement, which a
+    # transaction pooler would lose)
+    with psycopg.connect(admin, autocommit=True, prepare_threshold=None) as conn:
         deadline = time.monotonic() + 10
         while (
             scalar(
