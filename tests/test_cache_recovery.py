@@ -233,9 +233,10 @@ def test_a_change_made_while_the_listener_was_gone_is_not_served_after_it_is_bac
         admin.close()
 
 
-def feed_records(caplog):
+def feed_records(caplog, thread):
+    """What `thread` told the cache's log (other tests' listeners may be logging too)."""
     mine = [r for r in caplog.records if r.name == cache_module.log.name]
-    return [(record.levelname, record.getMessage()) for record in mine]
+    return [(r.levelname, r.getMessage()) for r in mine if r.thread == thread]
 
 
 def start(feed):
@@ -262,10 +263,10 @@ def test_the_listener_is_a_daemon_thread_that_logs_when_it_listens_and_when_it_i
             (mine,) = set(listeners(admin)) - others
             admin.execute("SELECT pg_terminate_backend(%s)", mine)
             until(lambda: not feed.listening, "the listener never noticed it was cut")
-            until(lambda: len(feed_records(caplog)) > 1, "no word of the cut")
+            until(lambda: len(feed_records(caplog, thread.ident)) > 1, "no word of the cut")
     finally:
         admin.close()
-    listening, cut = feed_records(caplog)
+    listening, cut = feed_records(caplog, thread.ident)
     assert listening == ("INFO", "change feed: listening")
     level, message = cut
     assert level == "WARNING"
@@ -285,9 +286,9 @@ def test_a_listener_that_cannot_hear_the_database_says_so_and_trusts_nothing(
     feed = ChangeFeed(database_url, listen_url=elsewhere)
     monkeypatch.setattr(cache_module, "RECONNECT_PAUSE", 3600)  # one attempt is enough
     with caplog.at_level(logging.INFO, logger=cache_module.log.name):
-        start(feed)
-        until(lambda: feed_records(caplog), "no word of the deaf listener")
-    assert feed_records(caplog) == [
+        thread = start(feed)
+        until(lambda: feed_records(caplog, thread.ident), "no word of the deaf listener")
+    assert feed_records(caplog, thread.ident) == [
         (
             "ERROR",
             "change feed: DATABASE_LISTEN_URL: a notification sent through DATABASE_URL did "
@@ -312,9 +313,7 @@ def test_a_database_that_never_answers_delays_start_up_by_the_connect_timeout_on
             feed.check_hearing()
         took = time.monotonic() - began
     assert took < 5, took
-    # (this thread's: a listener of another test's may be logging meanwhile)
-    mine = [r for r in caplog.records if r.thread == threading.get_ident()]
-    ((level, message),) = [(r.levelname, r.getMessage()) for r in mine]
+    ((level, message),) = feed_records(caplog, threading.get_ident())
     assert level == "WARNING"
     assert message.startswith("change feed: could not check it hears (")
     assert "timeout" in message, message

@@ -13,11 +13,11 @@ from tests.support.app import auth_header
 URL = "/api/v1/applications/"
 
 
+BODY = {"name": "a", "application_type": "oms"}
+
+
 class ReadOnly(Exception):
     sqlstate = "25006"  # read_only_sql_transaction: a standby met during a failover
-
-
-BODY = {"name": "a", "application_type": "oms"}
 
 
 def assert_401(response):
@@ -181,7 +181,9 @@ def test_another_process_within_the_minute_does_not_write_the_last_use_again(
 
 
 def refuse_the_last_use(monkeypatch, refusal):
-    """The database refuses to write a token's last use (and only that) with `refusal`."""
+    """The database refuses to write a token's last use (and only that) with `refusal`;
+    this process has not written it yet, so the next request tries."""
+    monkeypatch.setattr(authentication, "_touched", {})
     rows = authentication.database.rows
 
     def refused(statement, *args, **kwargs):
@@ -206,8 +208,6 @@ def test_a_last_use_that_cannot_be_written_fails_no_request(
     app = make_app(database_url, AUTH_CACHE_SECONDS="0")
     with app.app_context():
         headers = auth_header(issue_token("busy"))
-    monkeypatch.setattr(authentication, "_touched", {})
-
     refuse_the_last_use(monkeypatch, refusal)
     with caplog.at_level(logging.INFO, logger=authentication.log.name):
         assert app.test_client().get(URL, headers=headers).status_code == 200
@@ -219,8 +219,6 @@ def test_another_internal_error_on_the_last_use_is_not_hidden(make_app, database
     app = make_app(database_url, AUTH_CACHE_SECONDS="0")
     with app.app_context():
         headers = auth_header(issue_token("broken"))
-    monkeypatch.setattr(authentication, "_touched", {})
-
     refuse_the_last_use(monkeypatch, InternalError("UPDATE tokens", {}, Exception("other")))
     answer = app.test_client().get(URL, headers=headers)
     assert answer.status_code == 500
