@@ -25,11 +25,12 @@ import logging
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, NoReturn
 
-import requests
 from flask import Flask, Response
-from urllib3.util import SKIP_HEADER
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
+from urllib3.response import BaseHTTPResponse, HTTPResponse
+from urllib3.util import SKIP_HEADER, Timeout
 from webargs.flaskparser import abort
 
 from ..observability import PROXY_UPSTREAM_DURATION, PROXY_UPSTREAM_ERRORS
@@ -56,7 +57,7 @@ class PythonTransfer:
             settings.proxy_queue_seconds,
         )
         self.start_lock = threading.Lock()
-        self.adapter: connections.Adapter | None = None
+        self.pools: connections.Pools | None = None
         self.watchdog: threading.Thread | None = None
 
     def init_app(self, app: Flask) -> None:
@@ -106,7 +107,7 @@ class PythonTransfer:
         with self.start_lock:
             if self.watchdog is not None:
                 return
-            self.adapter = connections.adapter(self.settings.proxy_ca_bundle)
+            self.pools = connections.Pools(self.settings.proxy_ca_bundle)
             self.watchdog = threading.Thread(
                 target=self._watch, name="app_proxy-watchdog", daemon=True
             )
@@ -145,9 +146,9 @@ class PythonTransfer:
         response.call_on_close(lambda: self.bulkhead.release(transfer))
         return response
 
-    def _send(self, transfer: InFlight, plan: Plan, inbound: Inbound) -> requests.Response:
+    def _send(self, transfer: InFlight, plan: Plan, inbound: Inbound) -> BaseHTTPResponse:
         settings = self.settings
-        assert self.adapter is not None  # (started by _admit)
+        assert self.pools is not None  # (started by _admit)
         try:
             body, read = streaming.request_body(
                 transfer, plan.caller, inbound.stream, settings.proxy_digest_max_bytes
@@ -162,30 +163,23 @@ class PythonTransfer:
         if length is not None:
             headers["Content-Length"] = str(length)
         replayable = read == b"" and method in REPLAYABLE
+        timeout = Timeout(connect=settings.proxy_connect_timeout, read=settings.proxy_read_timeout)
         started = time.perf_counter()
         for attempt in (1, 2):
             if read is None and body is not None:  # streams: the watchdog times it
                 transfer.moving_body(upload=True)
             try:
-                prepared = connections.Prepared(plan.server_name, plan.uri)
                 # To the address the check approved: no second lookup for DNS
                 # rebinding to slip into; Host, SNI and the certificate are the name's.
-                prepared.prepare(
-                    method=method,
-                    url=plan.address + plan.uri,
-                    headers=headers,
-                    data=body,
-                )
-                upstream = self.adapter.send(
-                    prepared,
-                    stream=True,
-                    timeout=(settings.proxy_connect_timeout, settings.proxy_read_timeout),
-                    verify=settings.proxy_ca_bundle,
+                upstream = self.pools.send(
+                    plan.address, plan.server_name, method, plan.uri, headers, body, timeout
                 )
                 break
             except streaming.CallerBodyError as error:
                 streaming.refuse_body(transfer.app_id, error)
-            except (requests.ConnectTimeout, requests.ReadTimeout) as error:
+            except NewConnectionError as error:  # (a ConnectTimeoutError too, for history)
+                fail_unreachable(transfer, plan, error)
+            except (ConnectTimeoutError, ReadTimeoutError) as error:
                 log.warning("app_proxy %s: %s timed out: %s", transfer.app_id, plan.url, error)
                 fail(
                     transfer.app_id,
@@ -193,7 +187,7 @@ class PythonTransfer:
                     "timeout",
                     "The application's backend did not answer in time.",
                 )
-            except (requests.RequestException, OSError) as error:
+            except (HTTPError, OSError) as error:
                 if transfer.cut_reason:  # the watchdog cut it; the caller is gone
                     fail(
                         transfer.app_id,
@@ -224,16 +218,16 @@ class PythonTransfer:
                         error,
                     )
                     continue
-                log.warning("app_proxy %s: %s failed: %s", transfer.app_id, plan.url, error)
-                fail(
-                    transfer.app_id,
-                    502,
-                    "unreachable",
-                    "The application's backend cannot be reached.",
-                )
+                fail_unreachable(transfer, plan, error)
         PROXY_UPSTREAM_DURATION.labels(transfer.app_id).observe(time.perf_counter() - started)
-        transfer.upstream = upstream.raw
+        assert isinstance(upstream, HTTPResponse)  # (the pools' own class)
+        transfer.upstream = upstream
         return upstream
+
+
+def fail_unreachable(transfer: InFlight, plan: Plan, error: BaseException) -> NoReturn:
+    log.warning("app_proxy %s: %s failed: %s", transfer.app_id, plan.url, error)
+    fail(transfer.app_id, 502, "unreachable", "The application's backend cannot be reached.")
 
 
 def _stop_reading_caller(caller: Caller, inbound: Inbound) -> None:

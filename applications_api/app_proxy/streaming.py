@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from typing import IO, NoReturn
 from urllib.parse import urljoin
 
-import requests
 from flask import Response
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
+from urllib3.response import BaseHTTPResponse
 from webargs.flaskparser import abort
 from werkzeug.exceptions import ClientDisconnected
 
@@ -37,7 +37,7 @@ class CallerBodyError(Exception):
         self.aborted = isinstance(error, OSError | ClientDisconnected)
 
 
-def answer(transfer: InFlight, upstream: requests.Response, plan: Plan) -> Response:
+def answer(transfer: InFlight, upstream: BaseHTTPResponse, plan: Plan) -> Response:
     app_id = transfer.app_id
     headers = [
         (
@@ -46,13 +46,13 @@ def answer(transfer: InFlight, upstream: requests.Response, plan: Plan) -> Respo
             if name.lower() == "location"
             else value,
         )
-        for name, value in end_to_end(upstream.raw.headers)
+        for name, value in end_to_end(upstream.headers)
     ]
     transfer.moving_body()
 
     def read() -> bytes:
         # read1: whatever one socket read brings, so a dribble is passed on at once
-        return upstream.raw.read1(CHUNK_SIZE, decode_content=False)
+        return upstream.read1(CHUNK_SIZE, decode_content=False)
 
     # Read the first chunk before answering: an upstream that breaks off at once
     # still gets a clean JSON 502/504, since nothing has been sent yet.
@@ -85,7 +85,7 @@ def answer(transfer: InFlight, upstream: requests.Response, plan: Plan) -> Respo
             upstream.close()
 
     # not direct_passthrough: that skips Response.close, and with it call_on_close
-    response = Response(body(), status=upstream.status_code)
+    response = Response(body(), status=upstream.status)
     response.headers.clear()
     for name, value in headers:
         response.headers.add(name, value)
@@ -103,13 +103,10 @@ def rewrite_location(location: str, upstream_url: str, base_url: str, app_id: in
 
 class CountedBody:
     """The caller's body, counted as it is read so the watchdog sees its progress, and
-    whatever reading it raised told apart from the backend's failures; `len` tells
-    requests to send Content-Length rather than chunks."""
+    whatever reading it raised told apart from the backend's failures."""
 
-    def __init__(self, stream: IO[bytes], transfer: InFlight, length: int | None = None) -> None:
+    def __init__(self, stream: IO[bytes], transfer: InFlight) -> None:
         self.stream, self.transfer = stream, transfer
-        if length is not None:
-            self.len = length
 
     def read(self, size: int = UPLOAD_READ_SIZE) -> bytes:
         if self.transfer.cut_reason:
@@ -124,7 +121,7 @@ class CountedBody:
             self.transfer.waiting()  # sent in full: now the backend has the floor
         return chunk
 
-    def __iter__(self) -> Iterator[bytes]:  # a chunked body: requests sends it chunked, as it came
+    def __iter__(self) -> Iterator[bytes]:  # a chunked body: urllib3 sends it chunked, as it came
         while chunk := self.read():
             yield chunk
 
@@ -132,7 +129,7 @@ class CountedBody:
 def request_body(
     transfer: InFlight, caller: Caller, stream: IO[bytes], digest_max_bytes: int
 ) -> tuple[bytes | CountedBody | Iterator[bytes] | None, bytes | None]:
-    """(what requests sends, the bytes read for the signature's digest or None): an
+    """(what urllib3 sends, the bytes read for the signature's digest or None): an
     empty body and one of at most `digest_max_bytes` are read first, so the signature
     covers them; a larger or chunked one streams unread."""
     length = caller.content_length
@@ -141,7 +138,7 @@ def request_body(
         return None, b""
     if length is None:
         return iter(CountedBody(stream, transfer)), None
-    body = CountedBody(stream, transfer, length)
+    body = CountedBody(stream, transfer)  # (sent as the caller's Content-Length says)
     if length > digest_max_bytes:
         return body, None
     transfer.moving_body(upload=True)
