@@ -3,7 +3,6 @@
 import ipaddress
 import socket
 from collections.abc import Iterable
-from typing import cast
 
 
 class DeniedAddress(Exception):
@@ -27,8 +26,9 @@ def approved_address(
     """
     addresses = []
     for *_, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        # (an IPv4 or IPv6 sockaddr: its first item is the address, as a string)
-        address = ipaddress.ip_address(cast(str, sockaddr[0]).split("%", 1)[0])
+        # (an IPv4 or IPv6 sockaddr: its first item is the address, as a string; an
+        # IPv6 one may end in a zone id, "%eth0")
+        address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
         if address.version == 6 and address.ipv4_mapped:
             address = address.ipv4_mapped
         if any(address in network for network in denied_networks):
