@@ -19,6 +19,7 @@ from applications_api import cache as cache_module
 from applications_api.auth.tokens import issue_token
 from applications_api.cache import ChangeFeed, FreshCache
 from tests.support.app import (
+    ON_POSTGRESQL,
     auth_header,
     caches_trusted,
     database_env,
@@ -173,6 +174,27 @@ def test_a_sqlite_feed_answers_every_thread_of_its_process(tmp_path):
     thread.start()
     thread.join()
     assert seen[1] != first
+
+
+@pytest.mark.skipif(ON_POSTGRESQL, reason="a SQLite file's lock")
+def test_a_request_that_meets_a_sqlite_file_a_writer_holds_is_a_json_503(make_app, database_url):
+    import sqlite3
+
+    app = make_app(database_url, AUTH_CACHE_SECONDS="10", DATABASE_CONNECT_TIMEOUT="0.3")
+    with app.app_context():
+        headers = auth_header(issue_token("reader-locked-out"))
+    client = app.test_client()
+    assert client.get(LIST, headers=headers).status_code == 200
+    writer = sqlite3.connect(make_url(database_url).database, isolation_level=None)
+    try:
+        writer.execute("BEGIN EXCLUSIVE")  # (a sqlite3 shell's, a long migration's)
+        answer = client.get(LIST, headers=headers)
+    finally:
+        writer.close()
+    assert answer.status_code == 503, answer.get_data(as_text=True)
+    assert answer.get_json()["message"] == "The database is unavailable; try again shortly."
+    assert answer.headers["Retry-After"] == "1"
+    assert client.get(LIST, headers=headers).status_code == 200
 
 
 # -- PostgreSQL: the change feed's reconnect ---------------------------------------

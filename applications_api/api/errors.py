@@ -3,6 +3,7 @@ no request ever sees HTML or a traceback."""
 
 import http
 import logging
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -120,9 +121,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
     @app.errorhandler(PoolTimeoutError)
-    def database_unavailable(
-        error: OperationalError | InterfaceError | PoolTimeoutError | InternalError,
-    ) -> Response:
+    @app.errorhandler(sqlite3.OperationalError)  # (the SQLite change probe's: cache.py)
+    def database_unavailable(error: Exception) -> Response:
         log.error("database unavailable: %s", error)
         response = error_response(503, "The database is unavailable; try again shortly.")
         response.headers["Retry-After"] = "1"
