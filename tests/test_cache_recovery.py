@@ -7,6 +7,7 @@
 """
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -176,6 +177,29 @@ def test_a_sqlite_feed_answers_every_thread_of_its_process(tmp_path):
     assert seen[1] != first
 
 
+def test_a_sqlite_file_a_writer_holds_delays_a_cached_lookup_by_the_connect_timeout_only(
+    tmp_path,
+):
+    """The probe asks SQLite whether anything changed, which waits for a writer's lock
+    like any read: as long as DATABASE_CONNECT_TIMEOUT, as every other connection does,
+    then the lookup fails (a 503) rather than hold its request for sqlite3's 5 s."""
+    import sqlite3
+
+    path = tmp_path / "feed.db"
+    feed = ChangeFeed(f"sqlite:///{path}", connect_timeout=0.3)
+    assert feed.generation("auth") is not None
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN EXCLUSIVE")
+        began = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            feed.generation("auth")
+        took = time.monotonic() - began
+    finally:
+        writer.close()
+    assert 0.25 < took < 2, took
+
+
 @pytest.mark.skipif(ON_POSTGRESQL, reason="a SQLite file's lock")
 def test_a_request_that_meets_a_sqlite_file_a_writer_holds_is_a_json_503(make_app, database_url):
     import sqlite3
@@ -339,3 +363,26 @@ def test_a_database_that_never_answers_delays_start_up_by_the_connect_timeout_on
     assert level == "WARNING"
     assert message.startswith("change feed: could not check it hears (")
     assert "timeout" in message, message
+
+
+@postgresql_only
+def test_the_listening_connection_finds_out_when_its_peer_vanishes_without_a_word(
+    database_url,
+):
+    """A listener only waits, never sends: when the server or the route to it goes
+    away without a FIN or a reset (a failover behind a virtual IP, a dropped NAT entry),
+    only TCP keepalives end its wait, and with it the trust in cached answers."""
+    feed = ChangeFeed(database_url, database_env(database_url).get("DATABASE_LISTEN_URL"))
+    conn = feed._listening()
+    try:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            probes = [
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+            ]
+    finally:
+        conn.close()
+    # on, the first probe after 5 s of silence, then 2 more 2 s apart: gone within 9 s
+    assert probes == [1, 5, 2, 2]
