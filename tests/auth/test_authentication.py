@@ -48,6 +48,24 @@ def test_missing_or_bad_token_is_401(client, headers):
     assert_401(client.get(f"{URL}1/", headers=headers))
 
 
+@pytest.mark.parametrize("headers", [{}, {"Authorization": ""}, {"Authorization": "   "}])
+def test_a_request_without_a_key_is_refused_without_asking_the_database(
+    client, count_statements, headers
+):
+    """Anyone may send these as fast as they like: they cost no query."""
+    with count_statements() as counter:
+        assert_401(client.get(URL, headers=headers))
+    assert counter.statements == []
+
+
+def test_a_view_that_asks_for_a_caller_nobody_authenticated_fails_and_says_why(app):
+    """Reading the caller in a public endpoint's view is a programming error: loud."""
+    with app.test_request_context("/api/v1/healthcheck/"):
+        with pytest.raises(RuntimeError) as raised:
+            authentication.authenticated_user()
+    assert str(raised.value) == "no authenticated user: is this endpoint public?"
+
+
 def test_token_and_bare_key_forms_are_accepted(app, client):
     with app.app_context():
         key = issue_token("someone")
