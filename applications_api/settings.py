@@ -134,6 +134,11 @@ def _database_url(env: Mapping[str, str], name: str, default: str) -> str:
             f"{name}: unsupported database {url.get_backend_name()!r} "
             "(use sqlite:/// or postgresql://)"
         )
+    if url.database in (None, "", ":memory:"):
+        raise SettingsError(
+            f"{name}: an in-memory SQLite database lives and dies with one connection; "
+            "name a file (sqlite:///path/to/applications.db)"
+        )
     return raw
 
 

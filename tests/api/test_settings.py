@@ -103,6 +103,18 @@ def test_an_invalid_setting_names_itself(name, value):
     assert str(error.value).startswith(f"{name}:")
 
 
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_sqlite_database_is_refused_with_what_to_name_instead(url):
+    """Each connection would see a database of its own: tables migrated on one are
+    missing on the next, and no other process could ever see a change."""
+    with pytest.raises(SettingsError) as error:
+        load_settings({"DATABASE_URL": url})
+    assert str(error.value) == (
+        "DATABASE_URL: an in-memory SQLite database lives and dies with one connection; "
+        "name a file (sqlite:///path/to/applications.db)"
+    )
+
+
 def test_production_refuses_to_start_without_a_signing_key():
     with pytest.raises(SettingsError) as error:
         load_settings({"APP_ENV": "production"})
