@@ -49,25 +49,26 @@ class FeedIsDeaf(Exception):
 class ChangeFeed:
     """Tells this process when cached rows may have changed (see the module's doc)."""
 
-    def __init__(
-        self, database_url: str, listen_url: str | None = None, connect_timeout: float = 3.0
-    ) -> None:
-        self.dialect = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    # This process's own, set by _start (after gunicorn forks, each worker's): whether
+    # the listener hears now; SQLite's probe and the data version it last read.
+    listening: bool
+    probe: sqlite3.Connection
+    data_version: int | None
+
+    def __init__(self, database_url: str, listen_url: str | None, connect_timeout: float) -> None:
+        self.on_sqlite = database_url.startswith("sqlite")
         self.database_url = database_url
         self.listen_url = listen_url or database_url
         self.connect_timeout = connect_timeout
         self.generations = dict.fromkeys(TOPICS, 0)
-        self.listening = False
         self.lock = threading.Lock()
-        self.pid: int | None = None  # the process that started the listener or opened the probe
-        self.probe: sqlite3.Connection | None = None
-        self.data_version: int | None = None
+        self.pid: int | None = None  # the process the state above is of
 
     def generation(self, topic: str) -> int | None:
         """The topic's current generation, or None while changes may go unheard."""
         if self.pid != os.getpid():
             self._start()
-        if self.dialect == "sqlite":
+        if self.on_sqlite:
             self._check_data_version()
         elif not self.listening:
             return None
@@ -81,7 +82,7 @@ class ChangeFeed:
         """At start-up: raise FeedIsDeaf if the listener cannot hear what is sent through
         DATABASE_URL (a LISTEN through a transaction pooler). A database out of reach
         now is only logged: the listener keeps trying, and trusts no cache meanwhile."""
-        if self.dialect == "sqlite":
+        if self.on_sqlite:
             return
         try:
             self._listening().close()
@@ -95,11 +96,11 @@ class ChangeFeed:
             self.pid = os.getpid()  # after gunicorn forks: this worker's own
             self.listening = False
             self.changed()
-            if self.dialect == "sqlite":
+            if self.on_sqlite:
+                path = make_url(self.database_url).database
+                assert path  # (settings refuse an in-memory database, which no probe sees)
                 self.probe = sqlite3.connect(
-                    make_url(self.database_url).database or ":memory:",
-                    check_same_thread=False,
-                    timeout=self.connect_timeout,
+                    path, check_same_thread=False, timeout=self.connect_timeout
                 )
                 self.data_version = None
             else:
@@ -107,7 +108,6 @@ class ChangeFeed:
 
     def _check_data_version(self) -> None:
         with self.lock:
-            assert self.probe is not None  # (opened by _start, which generation() calls first)
             version = self.probe.execute("PRAGMA data_version").fetchone()[0]
             if version != self.data_version:
                 self.data_version = version
@@ -136,15 +136,13 @@ class ChangeFeed:
     def _prove_hearing(self, conn: psycopg.Connection) -> None:
         """Send a notification of our own the way the triggers' come (DATABASE_URL) and
         wait for it on the listening connection `conn`, applying any other it hears."""
-        word = f"heard {secrets.token_hex(8)}"
+        word = f"heard {secrets.token_hex()}"
         with self._connect(self.database_url) as sender:
             sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, word))
-        deadline = time.monotonic() + HEARING_SECONDS
-        while (left := deadline - time.monotonic()) > 0:
-            for notice in conn.notifies(timeout=left, stop_after=1):
-                if notice.payload == word:
-                    return
-                self._apply(notice.payload)
+        for notice in conn.notifies(timeout=HEARING_SECONDS):  # (in all, not each)
+            if notice.payload == word:
+                return
+            self._apply(notice.payload)
         with suppress(psycopg.Error):  # (through a pooler, leave no server connection listening)
             conn.execute(f"UNLISTEN {CHANNEL}")
         raise FeedIsDeaf(

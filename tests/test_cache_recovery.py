@@ -31,6 +31,11 @@ from tests.support.app import (
 LIST = "/api/v1/applications/"
 
 
+def feed_at(database_url, listen_url=None, connect_timeout=3.0):
+    """A change feed as the service builds one (DATABASE_CONNECT_TIMEOUT's default)."""
+    return ChangeFeed(database_url, listen_url, connect_timeout)
+
+
 class Clock:
     """time as cache.py reads it, moved by hand."""
 
@@ -52,7 +57,7 @@ def clock(monkeypatch):
 
 
 def test_an_entry_is_served_until_its_time_limit_and_not_at_it(tmp_path, clock):
-    feed = ChangeFeed(f"sqlite:///{tmp_path / 'feed.db'}")
+    feed = feed_at(f"sqlite:///{tmp_path / 'feed.db'}")
     fresh = FreshCache(feed, "auth", ttl=30)
     generation = fresh.generation()
     fresh.put("key", "value", generation)
@@ -64,18 +69,20 @@ def test_an_entry_is_served_until_its_time_limit_and_not_at_it(tmp_path, clock):
     assert feed.generations == before  # (expired by time alone: nothing changed)
 
 
-def test_a_time_limit_of_zero_caches_nothing(tmp_path, clock):
-    feed = ChangeFeed(f"sqlite:///{tmp_path / 'feed.db'}")
+def test_a_time_limit_of_zero_caches_nothing_and_never_asks_the_feed(tmp_path, clock):
+    feed = feed_at(f"sqlite:///{tmp_path / 'feed.db'}")
     fresh = FreshCache(feed, "auth", ttl=0)
     assert fresh.generation() is None
     fresh.put("key", "value", fresh.generation())
     fresh.put("key", "value", 0)
     assert fresh.get("key") is None
+    # a cache turned off costs nothing: no probe opened the file, no listener connects
+    assert not (tmp_path / "feed.db").exists()
 
 
 @pytest.mark.parametrize("ttl", [0.5, 1])
 def test_a_time_limit_of_a_second_or_less_still_caches(tmp_path, clock, ttl):
-    feed = ChangeFeed(f"sqlite:///{tmp_path / 'feed.db'}")
+    feed = feed_at(f"sqlite:///{tmp_path / 'feed.db'}")
     fresh = FreshCache(feed, "auth", ttl=ttl)
     fresh.put("key", "value", fresh.generation())
     clock.now += ttl / 2
@@ -137,7 +144,7 @@ def test_a_cached_proxy_target_is_read_again_after_app_proxy_cache_seconds(
 @pytest.mark.parametrize("topic, other", [("auth", "applications"), ("applications", "auth")])
 def test_a_notice_of_one_topic_leaves_the_other_topics_cache_warm(tmp_path, topic, other):
     """The triggers' payload names one topic: only that topic's entries are dropped."""
-    feed = ChangeFeed(f"sqlite:///{tmp_path / 'feed.db'}")
+    feed = feed_at(f"sqlite:///{tmp_path / 'feed.db'}")
     before = dict(feed.generations)
     feed._apply(topic)
     assert feed.generations[topic] > before[topic]
@@ -146,7 +153,7 @@ def test_a_notice_of_one_topic_leaves_the_other_topics_cache_warm(tmp_path, topi
 
 def test_a_full_cache_never_holds_more_than_its_bound(tmp_path, monkeypatch):
     monkeypatch.setattr(FreshCache, "MAX_ENTRIES", 3)
-    feed = ChangeFeed(f"sqlite:///{tmp_path / 'feed.db'}")
+    feed = feed_at(f"sqlite:///{tmp_path / 'feed.db'}")
     fresh = FreshCache(feed, "auth", ttl=30)
     generation = fresh.generation()
     for key in range(10):
@@ -162,7 +169,7 @@ def test_a_sqlite_feed_answers_every_thread_of_its_process(tmp_path):
     import threading
 
     path = tmp_path / "feed.db"
-    feed = ChangeFeed(f"sqlite:///{path}")
+    feed = feed_at(f"sqlite:///{path}")
     first = feed.generation("auth")
     seen = []
     thread = threading.Thread(target=lambda: seen.append(feed.generation("auth")))
@@ -186,7 +193,7 @@ def test_a_sqlite_file_a_writer_holds_delays_a_cached_lookup_by_the_connect_time
     import sqlite3
 
     path = tmp_path / "feed.db"
-    feed = ChangeFeed(f"sqlite:///{path}", connect_timeout=0.3)
+    feed = feed_at(f"sqlite:///{path}", connect_timeout=0.3)
     assert feed.generation("auth") is not None
     writer = sqlite3.connect(path, isolation_level=None)
     try:
@@ -209,7 +216,7 @@ def test_a_request_that_meets_a_sqlite_file_a_writer_holds_is_a_json_503(make_ap
         headers = auth_header(issue_token("reader-locked-out"))
     client = app.test_client()
     assert client.get(LIST, headers=headers).status_code == 200
-    writer = sqlite3.connect(make_url(database_url).database, isolation_level=None)
+    writer = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
     try:
         writer.execute("BEGIN EXCLUSIVE")  # (a sqlite3 shell's, a long migration's)
         answer = client.get(LIST, headers=headers)
@@ -300,7 +307,7 @@ def test_the_listener_is_a_daemon_thread_that_logs_when_it_listens_and_when_it_i
     admin = psycopg.connect(direct_url(database_url), autocommit=True)
     try:
         others = set(listeners(admin))
-        feed = ChangeFeed(database_url, database_env(database_url).get("DATABASE_LISTEN_URL"))
+        feed = feed_at(database_url, database_env(database_url).get("DATABASE_LISTEN_URL"))
         with caplog.at_level(logging.INFO, logger=cache_module.log.name):
             thread = start(feed)
             assert thread.daemon  # a worker's exit never waits for it
@@ -329,7 +336,7 @@ def test_a_listener_that_cannot_hear_the_database_says_so_and_trusts_nothing(
     # Listening on another database, it never hears what is sent to this one: as through
     # a transaction pooler, whose LISTEN lands on whichever server connection is free.
     elsewhere = make_url(database_url).set(database="postgres").render_as_string(False)
-    feed = ChangeFeed(database_url, listen_url=elsewhere)
+    feed = feed_at(database_url, listen_url=elsewhere)
     monkeypatch.setattr(cache_module, "RECONNECT_PAUSE", 3600)  # one attempt is enough
     with caplog.at_level(logging.INFO, logger=cache_module.log.name):
         thread = start(feed)
@@ -353,7 +360,7 @@ def test_a_database_that_never_answers_delays_start_up_by_the_connect_timeout_on
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)  # (the kernel completes the handshake; nobody ever answers)
         url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/applications"
-        feed = ChangeFeed(url, connect_timeout=1)
+        feed = feed_at(url, connect_timeout=1)
         began = time.monotonic()
         with caplog.at_level(logging.WARNING, logger=cache_module.log.name):
             feed.check_hearing()
@@ -372,7 +379,7 @@ def test_the_listening_connection_finds_out_when_its_peer_vanishes_without_a_wor
     """A listener only waits, never sends: when the server or the route to it goes
     away without a FIN or a reset (a failover behind a virtual IP, a dropped NAT entry),
     only TCP keepalives end its wait, and with it the trust in cached answers."""
-    feed = ChangeFeed(database_url, database_env(database_url).get("DATABASE_LISTEN_URL"))
+    feed = feed_at(database_url, database_env(database_url).get("DATABASE_LISTEN_URL"))
     conn = feed._listening()
     try:
         with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
