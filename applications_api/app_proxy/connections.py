@@ -5,7 +5,7 @@ answer checked before http.client reads it.
 
 urllib3 is used directly, below requests: no cookies kept between callers, nothing taken
 from the environment, no default headers, no redirects followed, no retries, and none of
-requests' preparing of every call (a sixth of an embedded GET's CPU)."""
+requests' preparing of every call (its cost: bench/JOURNAL.md)."""
 
 import http.client
 import re

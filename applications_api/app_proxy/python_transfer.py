@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 from flask import Flask, Response
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
-from urllib3.response import BaseHTTPResponse, HTTPResponse
+from urllib3.response import HTTPResponse
 from urllib3.util import SKIP_HEADER, Timeout
 from webargs.flaskparser import abort
 
@@ -146,7 +146,7 @@ class PythonTransfer:
         response.call_on_close(lambda: self.bulkhead.release(transfer))
         return response
 
-    def _send(self, transfer: InFlight, plan: Plan, inbound: Inbound) -> BaseHTTPResponse:
+    def _send(self, transfer: InFlight, plan: Plan, inbound: Inbound) -> HTTPResponse:
         settings = self.settings
         assert self.pools is not None  # (started by _admit)
         try:
