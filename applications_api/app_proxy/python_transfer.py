@@ -56,6 +56,9 @@ class PythonTransfer:
             settings.proxy_max_in_flight_per_caller,
             settings.proxy_queue_seconds,
         )
+        self.timeout = Timeout(
+            connect=settings.proxy_connect_timeout, read=settings.proxy_read_timeout
+        )  # (urllib3 clones it for each request)
         self.start_lock = threading.Lock()
         self.pools: connections.Pools | None = None
         self.watchdog: threading.Thread | None = None
@@ -163,7 +166,6 @@ class PythonTransfer:
         if length is not None:
             headers["Content-Length"] = str(length)
         replayable = read == b"" and method in REPLAYABLE
-        timeout = Timeout(connect=settings.proxy_connect_timeout, read=settings.proxy_read_timeout)
         started = time.perf_counter()
         for attempt in (1, 2):
             if read is None and body is not None:  # streams: the watchdog times it
@@ -172,7 +174,7 @@ class PythonTransfer:
                 # To the address the check approved: no second lookup for DNS
                 # rebinding to slip into; Host, SNI and the certificate are the name's.
                 upstream = self.pools.send(
-                    plan.address, plan.server_name, method, plan.uri, headers, body, timeout
+                    plan.address, plan.server_name, method, plan.uri, headers, body, self.timeout
                 )
                 break
             except streaming.CallerBodyError as error:
