@@ -6,9 +6,11 @@
   stale once the listener is back: the reconnect itself moves the generation on.
 """
 
+import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 
@@ -165,9 +167,6 @@ def test_a_full_cache_never_holds_more_than_its_bound(tmp_path, monkeypatch):
 def test_a_sqlite_feed_answers_every_thread_of_its_process(tmp_path):
     """Gunicorn's threads share one feed: the probe opened by the first may be used by
     any other, and a commit made elsewhere moves the generation for all of them."""
-    import sqlite3
-    import threading
-
     path = tmp_path / "feed.db"
     feed = feed_at(f"sqlite:///{path}")
     first = feed.generation("auth")
@@ -184,44 +183,44 @@ def test_a_sqlite_feed_answers_every_thread_of_its_process(tmp_path):
     assert seen[1] != first
 
 
+@contextlib.contextmanager
+def a_writer_holding(path):
+    """Another connection in the middle of a write to the SQLite file `path` (a sqlite3
+    shell's, a long migration's): nobody else reads or writes it meanwhile."""
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        writer.close()
+
+
 def test_a_sqlite_file_a_writer_holds_delays_a_cached_lookup_by_the_connect_timeout_only(
     tmp_path,
 ):
     """The probe asks SQLite whether anything changed, which waits for a writer's lock
     like any read: as long as DATABASE_CONNECT_TIMEOUT, as every other connection does,
     then the lookup fails (a 503) rather than hold its request for sqlite3's 5 s."""
-    import sqlite3
-
     path = tmp_path / "feed.db"
     feed = feed_at(f"sqlite:///{path}", connect_timeout=0.3)
     assert feed.generation("auth") is not None
-    writer = sqlite3.connect(path, isolation_level=None)
-    try:
-        writer.execute("BEGIN EXCLUSIVE")
+    with a_writer_holding(path):
         began = time.monotonic()
         with pytest.raises(sqlite3.OperationalError, match="locked"):
             feed.generation("auth")
         took = time.monotonic() - began
-    finally:
-        writer.close()
     assert 0.25 < took < 2, took
 
 
 @pytest.mark.skipif(ON_POSTGRESQL, reason="a SQLite file's lock")
 def test_a_request_that_meets_a_sqlite_file_a_writer_holds_is_a_json_503(make_app, database_url):
-    import sqlite3
-
     app = make_app(database_url, AUTH_CACHE_SECONDS="10", DATABASE_CONNECT_TIMEOUT="0.3")
     with app.app_context():
         headers = auth_header(issue_token("reader-locked-out"))
     client = app.test_client()
     assert client.get(LIST, headers=headers).status_code == 200
-    writer = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-    try:
-        writer.execute("BEGIN EXCLUSIVE")  # (a sqlite3 shell's, a long migration's)
+    with a_writer_holding(database_url.removeprefix("sqlite:///")):
         answer = client.get(LIST, headers=headers)
-    finally:
-        writer.close()
     assert answer.status_code == 503, answer.get_data(as_text=True)
     assert answer.get_json()["message"] == "The database is unavailable; try again shortly."
     assert answer.headers["Retry-After"] == "1"
