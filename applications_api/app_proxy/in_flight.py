@@ -4,7 +4,7 @@ admits and counts as moving, what the watchdog samples, finds overdue and cuts."
 import socket
 import time
 
-from urllib3.response import HTTPResponse
+from .connections import Answer
 
 # Seconds a body may move slower than APP_PROXY_MIN_RATE at first. The watchdog sees an
 # upload's progress one read (UPLOAD_READ_SIZE) at a time, so MIN_RATE × RATE_GRACE must
@@ -29,8 +29,7 @@ class InFlight:
         self.app_id, self.caller = app_id, caller
         self.caller_socket = caller_socket
         self.allowed = deadline  # seconds it may take once admitted
-        # the backend's urllib3 response, once it answered
-        self.upstream: HTTPResponse | None = None
+        self.upstream: Answer | None = None  # the backend's, once it answered
         self.cut_reason: str | None = None
         self.body_started: float | None = None  # monotonic time a body began to move; None between
         self.uploading = False  # the body moving is the caller's

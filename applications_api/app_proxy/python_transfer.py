@@ -14,13 +14,12 @@ itself:
   them (signing.py); larger and chunked ones stream; answers are passed on as each read
   returns (streaming.py);
 - the request target goes out exactly as planned and signed, to the address the plan
-  approved (connections.py: urllib3 would re-encode it).
+  approved, over connections kept alive per address and TLS name (connections.py).
 
 A request without a body that fails on a connection the backend dropped is sent once
 more on a new one (RFC 9112 §9.3.1); one with a body is never replayed.
 """
 
-import http.client
 import logging
 import socket
 import threading
@@ -28,9 +27,6 @@ import time
 from typing import Any, NoReturn
 
 from flask import Flask, Response
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
-from urllib3.response import HTTPResponse
-from urllib3.util import SKIP_HEADER, Timeout
 from webargs.flaskparser import abort
 
 from ..observability import PROXY_UPSTREAM_DURATION, PROXY_UPSTREAM_ERRORS
@@ -56,9 +52,7 @@ class PythonTransfer:
             settings.proxy_max_in_flight_per_caller,
             settings.proxy_queue_seconds,
         )
-        self.timeout = Timeout(
-            connect=settings.proxy_connect_timeout, read=settings.proxy_read_timeout
-        )  # (urllib3 clones it for each request)
+        self.timeouts = (settings.proxy_connect_timeout, settings.proxy_read_timeout)
         self.start_lock = threading.Lock()
         self.pools: connections.Pools | None = None
         self.watchdog: threading.Thread | None = None
@@ -124,6 +118,8 @@ class PythonTransfer:
             with self.bulkhead.changed:
                 self.bulkhead.looked(asked)
                 transfers = list(self.bulkhead.active)
+            assert self.pools is not None  # (started before the watchdog)
+            self.pools.sweep()
             for transfer in transfers:
                 assert isinstance(transfer, InFlight)
                 transfer.sample(now)
@@ -149,7 +145,7 @@ class PythonTransfer:
         response.call_on_close(lambda: self.bulkhead.release(transfer))
         return response
 
-    def _send(self, transfer: InFlight, plan: Plan, inbound: Inbound) -> HTTPResponse:
+    def _send(self, transfer: InFlight, plan: Plan, inbound: Inbound) -> connections.Answer:
         settings = self.settings
         assert self.pools is not None  # (started by _admit)
         try:
@@ -160,8 +156,6 @@ class PythonTransfer:
             streaming.refuse_body(transfer.app_id, error)
         headers = {**plan.forwarded, **plan.headers, **plan.sign(read)}
         headers["Host"] = plan.host
-        for name in ("Accept-Encoding", "User-Agent"):  # not the HTTP client's own
-            headers.setdefault(name, SKIP_HEADER)
         method, length = plan.caller.method, plan.caller.content_length
         if length is not None:
             headers["Content-Length"] = str(length)
@@ -174,22 +168,31 @@ class PythonTransfer:
                 # To the address the check approved: no second lookup for DNS
                 # rebinding to slip into; Host, SNI and the certificate are the name's.
                 upstream = self.pools.send(
-                    plan.address, plan.server_name, method, plan.uri, headers, body, self.timeout
+                    plan.address,
+                    plan.server_name,
+                    method,
+                    plan.uri,
+                    headers,
+                    body,
+                    self.timeouts,
+                    reuse=attempt == 1,
                 )
                 break
             except streaming.CallerBodyError as error:
                 streaming.refuse_body(transfer.app_id, error)
-            except NewConnectionError as error:  # (a ConnectTimeoutError too, for history)
+            except connections.Unreachable as error:
                 fail_unreachable(transfer, plan, error)
-            except (ConnectTimeoutError, ReadTimeoutError) as error:
-                log.warning("app_proxy %s: %s timed out: %s", transfer.app_id, plan.url, error)
+            except connections.MalformedAnswer as error:
+                log.warning(
+                    "app_proxy %s: %s answered malformed: %s", transfer.app_id, plan.url, error
+                )
                 fail(
                     transfer.app_id,
-                    504,
-                    "timeout",
-                    "The application's backend did not answer in time.",
+                    502,
+                    "malformed_answer",
+                    "The application's backend sent an answer that is not valid HTTP.",
                 )
-            except (HTTPError, OSError) as error:
+            except OSError as error:
                 if transfer.cut_reason:  # the watchdog cut it; the caller is gone
                     fail(
                         transfer.app_id,
@@ -197,23 +200,15 @@ class PythonTransfer:
                         transfer.cut_reason,
                         "The proxied request did not complete in time.",
                     )
-                cause = connections.cause(error)
-                if isinstance(cause, http.client.HTTPException) and not isinstance(
-                    cause, ConnectionError
-                ):  # (RemoteDisconnected is both: a connection dropped before an answer)
-                    log.warning(
-                        "app_proxy %s: %s answered malformed: %s",
-                        transfer.app_id,
-                        plan.url,
-                        cause,
-                    )
+                if isinstance(error, TimeoutError):
+                    log.warning("app_proxy %s: %s timed out: %s", transfer.app_id, plan.url, error)
                     fail(
                         transfer.app_id,
-                        502,
-                        "malformed_answer",
-                        "The application's backend sent an answer that is not valid HTTP.",
+                        504,
+                        "timeout",
+                        "The application's backend did not answer in time.",
                     )
-                if attempt == 1 and replayable and isinstance(cause, ConnectionError):
+                if attempt == 1 and replayable and isinstance(error, ConnectionError):
                     log.info(
                         "app_proxy %s: connection dropped, sending once more: %s",
                         transfer.app_id,
@@ -222,7 +217,6 @@ class PythonTransfer:
                     continue
                 fail_unreachable(transfer, plan, error)
         PROXY_UPSTREAM_DURATION.labels(transfer.app_id).observe(time.perf_counter() - started)
-        assert isinstance(upstream, HTTPResponse)  # (the pools' own class)
         transfer.upstream = upstream
         return upstream
 

@@ -8,13 +8,11 @@ from typing import IO, NoReturn
 from urllib.parse import urljoin
 
 from flask import Response
-from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import ReadTimeoutError
-from urllib3.response import BaseHTTPResponse
 from webargs.flaskparser import abort
 from werkzeug.exceptions import ClientDisconnected
 
 from ..observability import PROXY_UPSTREAM_ERRORS
+from .connections import Answer
 from .forwarding import Caller, Plan, end_to_end, fail, proxy_prefix
 from .in_flight import InFlight
 
@@ -37,7 +35,7 @@ class CallerBodyError(Exception):
         self.aborted = isinstance(error, OSError | ClientDisconnected)
 
 
-def answer(transfer: InFlight, upstream: BaseHTTPResponse, plan: Plan) -> Response:
+def answer(transfer: InFlight, upstream: Answer, plan: Plan) -> Response:
     app_id = transfer.app_id
     headers = [
         (
@@ -52,17 +50,17 @@ def answer(transfer: InFlight, upstream: BaseHTTPResponse, plan: Plan) -> Respon
 
     def read() -> bytes:
         # read1: whatever one socket read brings, so a dribble is passed on at once
-        return upstream.read1(CHUNK_SIZE, decode_content=False)
+        return upstream.read1(CHUNK_SIZE)
 
     # Read the first chunk before answering: an upstream that breaks off at once
     # still gets a clean JSON 502/504, since nothing has been sent yet.
     try:
         first = read()
-    except ReadTimeoutError:
+    except TimeoutError:
         upstream.close()
         log.warning("app_proxy %s: upstream body timed out", app_id)
         fail(app_id, 504, "timeout", "The application's backend did not answer in time.")
-    except (Urllib3Error, OSError) as error:
+    except OSError as error:
         upstream.close()
         log.warning("app_proxy %s: upstream body broke off: %s", app_id, error)
         fail(app_id, 502, "broken_body", "The application's backend broke off its answer.")
@@ -76,7 +74,7 @@ def answer(transfer: InFlight, upstream: BaseHTTPResponse, plan: Plan) -> Respon
                 chunk = read()
             if transfer.cut_reason:
                 raise UpstreamBrokeOff(transfer.cut_reason)
-        except (Urllib3Error, OSError) as error:
+        except OSError as error:
             # Headers are sent: cutting the connection is the only honest signal left.
             log.warning("app_proxy %s: upstream body broke off: %s", app_id, error)
             PROXY_UPSTREAM_ERRORS.labels(app_id, "broken_body").inc()
@@ -121,7 +119,7 @@ class CountedBody:
             self.transfer.waiting()  # sent in full: now the backend has the floor
         return chunk
 
-    def __iter__(self) -> Iterator[bytes]:  # a chunked body: urllib3 sends it chunked, as it came
+    def __iter__(self) -> Iterator[bytes]:  # a chunked body: sent chunked, as it came
         while chunk := self.read():
             yield chunk
 
@@ -129,7 +127,7 @@ class CountedBody:
 def request_body(
     transfer: InFlight, caller: Caller, stream: IO[bytes], digest_max_bytes: int
 ) -> tuple[bytes | CountedBody | Iterator[bytes] | None, bytes | None]:
-    """(what urllib3 sends, the bytes read for the signature's digest or None): an
+    """(what is sent upstream, the bytes read for the signature's digest or None): an
     empty body and one of at most `digest_max_bytes` are read first, so the signature
     covers them; a larger or chunked one streams unread."""
     length = caller.content_length
