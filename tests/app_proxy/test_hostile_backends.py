@@ -190,3 +190,63 @@ def test_an_answer_the_server_refuses_to_send_still_gives_back_its_slot(
         proxy.app.wsgi_app(environ, refusing)
     assert len(upstream.received) == 1
     assert not transfer.bulkhead.active
+
+
+def test_bytes_after_an_answer_are_never_taken_for_the_next_answer(
+    proxy, reader, proxied, upstream
+):
+    """A backend that writes a second answer behind the first, on a kept-alive
+    connection: the next caller gets the backend's answer to its own request."""
+
+    def smuggling(handler, record):
+        handler.wfile.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
+        )
+        handler.wfile.flush()
+
+    upstream.answer = smuggling
+    path = f"/api/v1/app_proxy/{proxied['id']}/x"
+    first = proxy.client.get(path, headers=reader)
+    assert (first.status_code, first.data) == (200, b"ok")
+    upstream.answer = raw_answer(body=b"second")
+    second = proxy.client.get(path, headers=reader)
+    assert (second.status_code, second.data) == (200, b"second")
+    assert len(upstream.received) == 2
+
+
+@pytest.mark.parametrize(
+    "length",
+    [b"abc", b"-1", b"2, 3", b"0x10", b"\xb2"],
+    ids=["word", "minus", "two", "hex", "superscript two"],
+)
+def test_a_content_length_no_answer_may_carry_is_a_json_502(
+    proxy, reader, proxied, upstream, length
+):
+    if proxy.via == "nginx":
+        pytest.skip("nginx reads such an answer to the close of its connection")
+
+    def answer(handler, record):
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: " + length + b"\r\n\r\nok")
+        handler.wfile.flush()
+        handler.close_connection = True
+
+    upstream.answer = answer
+    assert_json_502(proxy.client.get(f"/api/v1/app_proxy/{proxied['id']}/x", headers=reader))
+
+
+def test_interim_answers_are_read_past_to_the_final_one(proxy, reader, proxied, upstream):
+    if proxy.via == "nginx":
+        pytest.skip("nginx's own handling of 1xx from a backend")
+
+    def early_hints(handler, record):
+        handler.wfile.write(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"
+        )
+        handler.wfile.flush()
+
+    upstream.answer = early_hints
+    response = proxy.client.get(f"/api/v1/app_proxy/{proxied['id']}/x", headers=reader)
+    assert (response.status_code, response.data) == (200, b"final")
+    assert "Link" not in response.headers
