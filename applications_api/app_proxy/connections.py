@@ -113,8 +113,8 @@ class Connection:
 
     def dropped(self) -> bool:
         """Whether the idle connection was closed, or holds bytes nobody asked for."""
-        if self.buffer:
-            return True
+        if self.buffer or (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
+            return True  # (TLS: bytes decrypted but not taken, which poll cannot see)
         poll = select.poll()
         poll.register(self.sock, select.POLLIN)
         return bool(poll.poll(0))

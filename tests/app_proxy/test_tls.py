@@ -135,3 +135,29 @@ def test_a_backend_closing_idle_connections_fails_no_call(trusting, create, read
             statuses.append((method, pause, response.status_code))
     assert [status for *_, status in statuses] == [200] * 9, statuses
     assert len({record.connection for record in https_upstream.received}) < 9  # (some reused)
+
+
+def test_bytes_after_an_answer_over_tls_are_never_taken_for_the_next(
+    trusting, create, reader, https_upstream
+):
+    """As over plain http (test_hostile_backends.py), where the bytes behind the answer
+    may wait decrypted in the TLS layer, which no poll of the socket sees."""
+
+    def smuggling(handler, record):
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+        handler.wfile.flush()
+        time.sleep(0.1)  # (the body in a TLS record of its own, read after the head)
+        handler.wfile.write(b"okHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
+        handler.wfile.flush()
+
+    def second(handler, record):
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+        handler.wfile.flush()
+
+    https_upstream.answer = smuggling
+    path = f"{backend(create, https_upstream)}/x"
+    first = trusting.client.get(path, headers=reader)
+    assert (first.status_code, first.data) == (200, b"ok")
+    https_upstream.answer = second
+    answer = trusting.client.get(path, headers=reader)
+    assert (answer.status_code, answer.data) == (200, b"second")
